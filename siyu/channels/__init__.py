@@ -1,0 +1,1 @@
+"""Traffic entry layer (SPEC T): the touchpoint registry with owners, costs and targets."""

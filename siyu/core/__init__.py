@@ -1,0 +1,1 @@
+"""Shared core: workspaces, roles, errors, personal-data crypto, money and time."""

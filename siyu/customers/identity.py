@@ -1,0 +1,296 @@
+"""Identity resolution and merge/un-merge (SPEC T4): one customer across every way we recognise them.
+
+Rules, deterministic and documented in the README:
+1. An observation (one event, one callback, one form) asserts that all of its identities are one person.
+2. If the observation carries a strong identity (unionid, phone), every customer owning one of its
+   non-weak identities is merged into the oldest of them (reason: unionid, else phone).
+3. Without a strong identity nothing is merged: unknown identities join the customer owning the
+   best-ranked known identity (KIND_RANK), and identities owned by someone else stay where they are.
+4. Weak identities (device ids) never cause a merge and are never moved. An observation whose only
+   known identity is a device owned by an anonymous (device-only) profile identifies that profile;
+   a device of an already identified customer is never reason to attach someone else to them.
+5. An operator may link two customers explicitly (reason: explicit).
+A merge moves identities and consent records and copies tags, recording each id; un-merge restores
+exactly those, most recent merge first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from siyu.core.errors import SiyuError
+from siyu.core.models import Workspace
+from siyu.customers.models import (
+    KIND_RANK,
+    STRONG_KINDS,
+    WEAK_KINDS,
+    ConsentRecord,
+    Customer,
+    CustomerStatus,
+    CustomerTag,
+    Identity,
+    IdentityKind,
+    MergeReason,
+    MergeRecord,
+)
+
+IdentityKey = tuple[str, str, str]  # (kind, namespace, value)
+
+
+@dataclass
+class Observation:
+    keys: list[IdentityKey]
+    occurred_at: datetime
+    channel: str = ""
+    profile: dict = field(default_factory=dict)  # optional name/phone ciphertext for a new customer
+
+
+@dataclass
+class Resolution:
+    customer_id: int
+    identity_id: int  # the identity the observation is filed under (its best-ranked key)
+
+
+def sort_keys(keys: Iterable[IdentityKey]) -> list[IdentityKey]:
+    unique = dict.fromkeys(keys)
+    return sorted(unique, key=lambda key: KIND_RANK[key[0]])
+
+
+def identities_resolve(*, workspace: Workspace, observations: Sequence[Observation],
+                       attempts: int = 5) -> list[Resolution]:
+    """Resolve a batch of observations to customers, creating and merging as the rules say.
+
+    Runs in one transaction; a concurrent writer that created the same identity first makes us retry
+    from a fresh read rather than fail.
+    """
+    for attempt in range(attempts):
+        try:
+            with transaction.atomic():
+                return _resolve_once(workspace, observations)
+        except IntegrityError:
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _resolve_once(workspace: Workspace, observations: Sequence[Observation]) -> list[Resolution]:
+    all_keys = {key for obs in observations for key in obs.keys}
+    owner: dict[IdentityKey, int] = {}
+    identity_ids: dict[IdentityKey, int] = {}
+    values = sorted({key[2] for key in all_keys})
+    for chunk_start in range(0, len(values), 500):
+        rows = Identity.objects.filter(workspace=workspace, value__in=values[chunk_start:chunk_start + 500])
+        for pk, kind, namespace, value, customer_id in rows.values_list(
+            "id", "kind", "namespace", "value", "customer_id"
+        ):
+            key = (kind, namespace, value)
+            if key in all_keys:
+                owner[key] = customer_id
+                identity_ids[key] = pk
+
+    # Customers created in this batch get negative placeholder ids until inserted.
+    placeholders: dict[int, Observation] = {}
+    merged_into: dict[int, int] = {}
+    merges: list[tuple[int, int, str]] = []
+    first_seen: dict[int, datetime] = {}
+
+    def live(customer_id: int) -> int:
+        while customer_id in merged_into:
+            customer_id = merged_into[customer_id]
+        return customer_id
+
+    existing_ids = set(owner.values())
+    if existing_ids:
+        first_seen.update(Customer.objects.filter(pk__in=existing_ids).values_list("pk", "first_seen_at"))
+
+    def age(customer_id: int) -> tuple[datetime, int]:
+        # Older customer wins; placeholders (new in this batch) are younger than any stored one.
+        return (first_seen[customer_id], customer_id if customer_id > 0 else 10**18 - customer_id)
+
+    # Customers that own a non-weak identity; a device-only (anonymous) profile may become identified.
+    weak_owners = {owner[key] for key in owner if key[0] in WEAK_KINDS}
+    identified = {owner[key] for key in owner if key[0] not in WEAK_KINDS}
+    if weak_owners - identified:
+        identified.update(Identity.objects.filter(customer_id__in=weak_owners - identified)
+                          .exclude(kind__in=WEAK_KINDS).values_list("customer_id", flat=True))
+
+    chosen: list[int] = []
+    for obs in observations:
+        keys = sort_keys(obs.keys)
+        nonweak_owned = [live(owner[key]) for key in keys if key in owner and key[0] not in WEAK_KINDS]
+        weak_owned = [live(owner[key]) for key in keys if key in owner and key[0] in WEAK_KINDS]
+        identifying = any(key[0] not in WEAK_KINDS for key in keys)
+        if nonweak_owned and any(kind in STRONG_KINDS for kind, _, _ in keys):
+            candidates = sorted(set(nonweak_owned), key=age)
+            customer_id = candidates[0]
+            reason = MergeReason.UNIONID if any(k[0] == IdentityKind.UNIONID for k in keys) else MergeReason.PHONE
+            for other in candidates[1:]:
+                merged_into[other] = customer_id
+                merges.append((customer_id, other, reason))
+        elif nonweak_owned:
+            customer_id = nonweak_owned[0]
+        elif weak_owned and not identifying:
+            customer_id = weak_owned[0]
+        elif anonymous := [owner_id for owner_id in weak_owned if owner_id not in identified]:
+            customer_id = anonymous[0]
+        else:
+            customer_id = -(len(placeholders) + 1)
+            placeholders[customer_id] = obs
+            first_seen[customer_id] = obs.occurred_at
+        for key in keys:
+            if key not in owner:
+                owner[key] = customer_id
+        if identifying:
+            identified.add(customer_id)
+        chosen.append(customer_id)
+
+    # Insert new customers, then new identities, then apply merges (which lock rows).
+    real_id: dict[int, int] = {}
+    if placeholders:
+        new_rows = [
+            Customer(
+                workspace=workspace,
+                first_channel=obs.channel,
+                first_seen_at=obs.occurred_at,
+                last_seen_at=obs.occurred_at,
+                **obs.profile,
+            )
+            for obs in placeholders.values()
+        ]
+        created = Customer.objects.bulk_create(new_rows)
+        for placeholder, row in zip(placeholders, created, strict=True):
+            real_id[placeholder] = row.pk
+
+    def final(customer_id: int) -> int:
+        customer_id = live(customer_id)
+        return real_id.get(customer_id, customer_id)
+
+    new_identities: dict[IdentityKey, Identity] = {}
+    seen_at: dict[IdentityKey, datetime] = {}
+    for obs in observations:
+        for key in obs.keys:
+            if key not in identity_ids:
+                seen_at[key] = min(seen_at.get(key, obs.occurred_at), obs.occurred_at)
+    for key, when in seen_at.items():
+        new_identities[key] = Identity(
+            workspace=workspace, customer_id=final(owner[key]), kind=key[0], namespace=key[1], value=key[2],
+            first_seen_at=when, last_seen_at=when,
+        )
+    if new_identities:
+        for key, row in zip(new_identities, Identity.objects.bulk_create(list(new_identities.values())), strict=True):
+            identity_ids[key] = row.pk
+
+    # Both sides were live when each merge was decided, and merges are applied in that order.
+    for winner, loser, reason in merges:
+        customer_merge(workspace=workspace, winner_id=real_id.get(winner, winner),
+                       loser_id=real_id.get(loser, loser), reason=reason)
+
+    results = []
+    for obs, customer_id in zip(observations, chosen, strict=True):
+        target = final(customer_id)
+        keys = sort_keys(obs.keys)
+        # File the event under the best-ranked key that now belongs to the resolved customer.
+        owned_by_target = [key for key in keys if final(owner[key]) == target]
+        primary = (owned_by_target or keys)[0]
+        results.append(Resolution(customer_id=target, identity_id=identity_ids[primary]))
+    return results
+
+
+def _lock_customers(workspace: Workspace, ids: Sequence[int]) -> dict[int, Customer]:
+    rows = Customer.objects.select_for_update().filter(workspace=workspace, pk__in=sorted(ids)).order_by("pk")
+    return {row.pk: row for row in rows}
+
+
+@transaction.atomic
+def customer_merge(*, workspace: Workspace, winner_id: int, loser_id: int, reason: str,
+                   actor=None) -> MergeRecord:
+    """Merge ``loser`` into ``winner``: identities and consents move, tags are copied; nothing is lost."""
+    if winner_id == loser_id:
+        raise SiyuError("merge_same_customer", "不能将客户与自身合并", "Cannot merge a customer into itself")
+    if reason not in MergeReason.values:
+        raise SiyuError("merge_invalid_reason", "未知的合并原因", "Unknown merge reason")
+    locked = _lock_customers(workspace, [winner_id, loser_id])
+    if len(locked) != 2:
+        raise SiyuError("not_found", "客户不存在", "Customer not found", status=404)
+    winner, loser = locked[winner_id], locked[loser_id]
+    if not winner.is_live or not loser.is_live:
+        raise SiyuError("merge_not_live", "只能合并未被合并的客户", "Only customers that are not merged can be merged",
+                        status=409)
+
+    moved_identity_ids = list(Identity.objects.filter(customer=loser).values_list("pk", flat=True))
+    Identity.objects.filter(pk__in=moved_identity_ids).update(customer=winner)
+    moved_consent_ids = list(ConsentRecord.objects.filter(customer=loser).values_list("pk", flat=True))
+    ConsentRecord.objects.filter(pk__in=moved_consent_ids).update(customer=winner)
+    winner_tags = set(CustomerTag.objects.filter(customer=winner).values_list("tag_id", flat=True))
+    copies = [
+        CustomerTag(workspace=workspace, customer=winner, tag_id=tag_id, source="merge")
+        for tag_id in CustomerTag.objects.filter(customer=loser).values_list("tag_id", flat=True)
+        if tag_id not in winner_tags
+    ]
+    added = CustomerTag.objects.bulk_create(copies)
+
+    if loser.first_seen_at < winner.first_seen_at:
+        winner.first_seen_at = loser.first_seen_at
+        winner.first_channel = loser.first_channel or winner.first_channel
+    elif not winner.first_channel:
+        winner.first_channel = loser.first_channel
+    winner.last_seen_at = max(winner.last_seen_at, loser.last_seen_at)
+    for field_name in ("name_enc", "name_hash", "phone_enc", "phone_hash", "gender", "city"):
+        if not getattr(winner, field_name) and getattr(loser, field_name):
+            setattr(winner, field_name, getattr(loser, field_name))
+    if winner.owner_id is None and loser.owner_id is not None:
+        winner.owner_id = loser.owner_id
+    winner.attributes = {**loser.attributes, **winner.attributes}
+    winner.save()
+    loser.status = CustomerStatus.MERGED
+    loser.merged_into = winner
+    loser.save(update_fields=["status", "merged_into"])
+    return MergeRecord.objects.create(
+        workspace=workspace, winner=winner, loser=loser, reason=reason, actor=actor,
+        moved_identity_ids=moved_identity_ids, moved_consent_ids=moved_consent_ids,
+        added_tag_ids=[row.pk for row in added],
+    )
+
+
+@transaction.atomic
+def customer_unmerge(*, workspace: Workspace, record_id: int, actor=None) -> Customer:
+    """Undo one merge: the loser comes back with the identities, consents and tags it brought."""
+    record = MergeRecord.objects.select_for_update().filter(workspace=workspace, pk=record_id).first()
+    if record is None:
+        raise SiyuError("not_found", "合并记录不存在", "Merge record not found", status=404)
+    if record.unmerged_at is not None:
+        raise SiyuError("already_unmerged", "该合并已撤销", "This merge was already undone", status=409)
+    locked = _lock_customers(workspace, [record.winner_id, record.loser_id])
+    winner, loser = locked[record.winner_id], locked[record.loser_id]
+    if not winner.is_live:
+        raise SiyuError(
+            "unmerge_order", "请先撤销该客户之后的合并", "Undo the later merge of this customer first", status=409
+        )
+    Identity.objects.filter(pk__in=record.moved_identity_ids, customer=winner).update(customer=loser)
+    ConsentRecord.objects.filter(pk__in=record.moved_consent_ids, customer=winner).update(customer=loser)
+    CustomerTag.objects.filter(pk__in=record.added_tag_ids, customer=winner).delete()
+    loser.status = CustomerStatus.ACTIVE
+    loser.merged_into = None
+    loser.save(update_fields=["status", "merged_into"])
+    record.unmerged_at = timezone.now()
+    record.unmerged_by = actor if getattr(actor, "is_authenticated", False) else None
+    record.save(update_fields=["unmerged_at", "unmerged_by"])
+    return loser
+
+
+def customer_link(*, workspace: Workspace, customer_ids: Sequence[int], actor=None) -> Customer:
+    """Explicit link by an operator: merge all into the oldest."""
+    customers = list(Customer.objects.filter(workspace=workspace, pk__in=customer_ids, status=CustomerStatus.ACTIVE)
+                     .order_by("first_seen_at", "pk"))
+    if len(customers) != len(set(customer_ids)) or len(customers) < 2:
+        raise SiyuError("link_invalid", "请选择至少两个有效客户", "Choose at least two live customers")
+    with transaction.atomic():
+        for other in customers[1:]:
+            customer_merge(workspace=workspace, winner_id=customers[0].pk, loser_id=other.pk,
+                           reason=MergeReason.EXPLICIT, actor=actor)
+    return customers[0]

@@ -1,0 +1,57 @@
+from datetime import timedelta
+
+import pytest
+
+from siyu.customers.identity import Observation, customer_merge, customer_unmerge, identities_resolve
+from siyu.customers.models import ConsentRecord, Customer, CustomerStatus, CustomerTag, Identity, Tag, TagGroup
+
+pytestmark = pytest.mark.django_db
+
+
+def observe(workspace, *keys, at):
+    return identities_resolve(workspace=workspace, observations=[Observation(list(keys), at)])[0]
+
+
+def test_new_identity_creates_customer(workspace, recent):
+    result = observe(workspace, ("openid", "wxapp", "o1"), at=recent)
+    customer = Customer.objects.get(pk=result.customer_id)
+    assert customer.workspace == workspace
+    assert Identity.objects.get(pk=result.identity_id).value == "o1"
+
+
+def test_unionid_links_openids_of_two_apps(workspace, recent):
+    a = observe(workspace, ("openid", "mp", "oA"), at=recent)
+    b = observe(workspace, ("openid", "mini", "oB"), at=recent + timedelta(minutes=1))
+    assert a.customer_id != b.customer_id
+    observe(workspace, ("openid", "mp", "oA"), ("unionid", "", "U1"), at=recent + timedelta(minutes=2))
+    linked = observe(workspace, ("openid", "mini", "oB"), ("unionid", "", "U1"), at=recent + timedelta(minutes=3))
+    assert linked.customer_id == a.customer_id  # the older profile wins
+    loser = Customer.objects.get(pk=b.customer_id)
+    assert loser.status == CustomerStatus.MERGED and loser.merged_into_id == a.customer_id
+    assert set(Identity.objects.filter(customer_id=a.customer_id).values_list("value", flat=True)) == {"oA", "oB", "U1"}
+
+
+def test_device_never_merges(workspace, recent):
+    a = observe(workspace, ("openid", "mp", "oA"), ("device", "ios", "D1"), at=recent)
+    b = observe(workspace, ("phone", "", "h1"), ("device", "ios", "D1"), at=recent)
+    assert a.customer_id != b.customer_id
+    assert Identity.objects.get(value="D1").customer_id == a.customer_id
+
+
+def test_unmerge_restores_identities_tags_and_consent(workspace, recent):
+    a = observe(workspace, ("openid", "mp", "oA"), at=recent)
+    b = observe(workspace, ("openid", "mp", "oB"), at=recent + timedelta(minutes=1))
+    group = TagGroup.objects.create(workspace=workspace, name="兴趣")
+    tag = Tag.objects.create(workspace=workspace, group=group, name="护肤")
+    CustomerTag.objects.create(workspace=workspace, customer_id=b.customer_id, tag=tag)
+    ConsentRecord.objects.create(workspace=workspace, customer_id=b.customer_id, purpose="marketing", granted=True,
+                                 recorded_at=recent)
+    record = customer_merge(workspace=workspace, winner_id=a.customer_id, loser_id=b.customer_id, reason="explicit")
+    assert CustomerTag.objects.filter(customer_id=a.customer_id, tag=tag).exists()
+    assert ConsentRecord.objects.filter(customer_id=a.customer_id).count() == 1
+    customer_unmerge(workspace=workspace, record_id=record.pk)
+    assert not CustomerTag.objects.filter(customer_id=a.customer_id, tag=tag).exists()
+    assert CustomerTag.objects.filter(customer_id=b.customer_id, tag=tag).exists()
+    assert ConsentRecord.objects.filter(customer_id=b.customer_id).count() == 1
+    assert Identity.objects.get(value="oB").customer_id == b.customer_id
+    assert Customer.objects.get(pk=b.customer_id).status == CustomerStatus.ACTIVE
