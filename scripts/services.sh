@@ -6,7 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-RUN_DIR=${SIYU_SERVICES_DIR:-$ROOT/var/services}
+# Outside the checkout: the postgres user must be able to reach it wherever the checkout lives.
+RUN_DIR=${SIYU_SERVICES_DIR:-${TMPDIR:-/tmp}/siyu-services-$(id -u)}
 PG_PORT=${SIYU_PG_PORT:-55432}
 REDIS_PORT=${SIYU_REDIS_PORT:-56379}
 mkdir -p "$RUN_DIR"
@@ -31,6 +32,11 @@ start_pg() {
   fi
   local bin; bin=$(pg_bin)
   local data="$RUN_DIR/pg"
+  if "$bin/psql" -h 127.0.0.1 -p "$PG_PORT" -U siyu -d postgres -tAc "SELECT 1" >/dev/null 2>&1; then
+    log "reusing the PostgreSQL already listening on port $PG_PORT"
+    echo "export SIYU_TEST_PG_URL=postgres://siyu@127.0.0.1:$PG_PORT/siyu"
+    return 0
+  fi
   local owner=""
   if [ "$(id -u)" = "0" ]; then owner=postgres; fi
   run_as() { if [ -n "$owner" ]; then su "$owner" -s /bin/bash -c "$*"; else bash -c "$*"; fi; }
