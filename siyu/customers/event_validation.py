@@ -11,6 +11,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import orjson
+
 from siyu.core.channel_codes import channel_normalize
 from siyu.core.crypto import normalize_phone, phone_hash
 from siyu.core.timeutil import SHANGHAI
@@ -138,8 +140,13 @@ def validate_event(raw: Any, *, catalogue: dict[str, EventType], now: datetime,
                               f"properties.{name}")
             continue
         _check_property(name, kind, properties[name])
-    if len(str(properties)) > MAX_PROPERTIES_BYTES:
+    properties_json = orjson.dumps(properties)
+    if len(properties_json) > MAX_PROPERTIES_BYTES:
         raise _reject("properties_too_large", "properties 过大(≤8KB)", "properties are too large (8 KB at most)",
+                      "properties")
+    if b"\\u0000" in properties_json:
+        # PostgreSQL cannot store NUL in text or jsonb; refuse it here rather than fail the batch.
+        raise _reject("invalid_character", "properties 不能包含 NUL 字符", "properties must not contain NUL characters",
                       "properties")
 
     utm = _utm(raw)
@@ -147,6 +154,9 @@ def validate_event(raw: Any, *, catalogue: dict[str, EventType], now: datetime,
     if channel_raw is not None and not isinstance(channel_raw, str):
         raise _reject("invalid_channel", "channel 必须是字符串", "channel must be a string", "channel")
     channel = channel_normalize(channel_raw or utm["source"])
+    if "\x00" in channel or any("\x00" in value for value in utm.values()) or any(
+            "\x00" in part for key in keys for part in key):
+        raise _reject("invalid_character", "字段不能包含 NUL 字符", "fields must not contain NUL characters")
     return {
         "event_id": event_id,
         "type": event_type,
@@ -155,6 +165,7 @@ def validate_event(raw: Any, *, catalogue: dict[str, EventType], now: datetime,
         "channel": channel,
         "utm": utm,
         "properties": properties,
+        "properties_json": properties_json,
     }
 
 
