@@ -130,6 +130,8 @@ class MergeRecord(models.Model):
     moved_identity_ids = models.JSONField(default=list)
     added_tag_ids = models.JSONField(default=list)
     moved_consent_ids = models.JSONField(default=list)
+    # Winner fields the merge changed: {field: [before, after]}; un-merge puts back those still at ``after``.
+    winner_before = models.JSONField(default=dict)
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                               related_name="+")
     merged_at = models.DateTimeField(auto_now_add=True)
