@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "siyu.channels",
     "siyu.analytics",
     "siyu.console",
+    "siyu.simulation",
 ]
 
 MIDDLEWARE = [

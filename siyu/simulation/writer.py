@@ -1,0 +1,204 @@
+"""Bulk writing of generated chunks: PostgreSQL ``COPY`` (psycopg 3) or SQLite ``executemany``.
+
+Bypasses the ORM on purpose (millions of rows); the rows written are exactly what the models describe:
+identities belong to the workspace's customers, events point at identity ids, event ids are unique per
+workspace (``sim<seed>-<customer index>-<n>``), personal data is encrypted with ``siyu.core.crypto``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import orjson
+from django.db import connection
+
+from siyu.core.channel_codes import BY_CODE
+from siyu.core.crypto import encrypt_text, lookup_hash, name_hash
+from siyu.simulation.generator import (
+    CHANNEL_CODES,
+    CITIES,
+    SLOT_KIND,
+    SLOTS,
+    Chunk,
+    event_identity_rows,
+)
+
+GENDERS = ("female", "male", "")
+MEDIUM_BY_CATEGORY = {"wechat": "wechat", "external": "social", "offline": "offline", "referral": "referral"}
+
+
+def timestamps(us: np.ndarray, *, postgres: bool) -> list[str]:
+    """µs since epoch (UTC) → the text each backend stores (SQLite: Django's naive-UTC format)."""
+    text = np.datetime_as_string(us.astype("datetime64[us]"), unit="us")
+    if postgres:
+        return [s + "+00" for s in text.tolist()]
+    return [s.replace("T", " ") for s in text.tolist()]
+
+
+class Sink:
+    """Where rows go. One per run; ``reserve_ids`` hands out primary keys for explicit-id inserts."""
+
+    def __init__(self) -> None:
+        self.postgres = connection.vendor == "postgresql"
+
+    def reserve_ids(self, table: str, count: int) -> np.ndarray:
+        if count == 0:
+            return np.zeros(0, dtype=np.int64)
+        with connection.cursor() as cursor:
+            if self.postgres:
+                # nextval for each row: safe while the ingestion API inserts concurrently
+                cursor.execute(
+                    f"SELECT nextval(pg_get_serial_sequence('{table}', 'id')) FROM generate_series(1, %s)", [count])
+                return np.array([row[0] for row in cursor.fetchall()], dtype=np.int64)
+            # SQLite: the chunk's transaction holds the write lock, so max(id) cannot move under us
+            cursor.execute(f"SELECT COALESCE(MAX(id), 0) FROM {table}")  # noqa: S608
+            start = cursor.fetchone()[0] + 1
+            return np.arange(start, start + count, dtype=np.int64)
+
+    def write(self, table: str, columns: Sequence[str], rows: Iterable[tuple]) -> None:
+        with connection.cursor() as cursor:
+            if self.postgres:
+                with cursor.cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
+            else:
+                marks = ", ".join("?" for _ in columns)
+                cursor.cursor.executemany(
+                    f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)  # noqa: S608
+
+
+def _properties(chunk: Chunk, seed: int, aux: np.ndarray) -> list[bytes]:
+    """Valid catalogue properties for every event (order_paid: order_id + amount_fen, …)."""
+    out: list[bytes] = []
+    types = chunk.event_types
+    dumps = orjson.dumps
+    for ev_type, cust, seq, amount, channel, extra in zip(
+            chunk.ev_type.tolist(), chunk.ev_customer.tolist(), chunk.ev_seq.tolist(), chunk.ev_amount.tolist(),
+            chunk.ev_channel.tolist(), aux.tolist(), strict=True):
+        name = types[ev_type]
+        if name == "order_paid":
+            props = {"order_id": f"S{seed}-{chunk.offset + cust}-{seq}", "amount_fen": amount}
+        elif name in ("page_view",):
+            props = {"url": f"/pages/goods/list?cat={extra % 12}"}
+        elif name == "product_view":
+            props = {"product_id": f"P{1000 + extra % 200}", "price_fen": 4900 + (extra % 40) * 1000}
+        elif name == "add_to_cart":
+            props = {"product_id": f"P{1000 + extra % 200}", "quantity": 1 + extra % 3}
+        elif name == "article_read":
+            props = {"article_id": f"A{extra % 300}", "read_seconds": 5 + extra % 280}
+        elif name == "mini_program_open":
+            props = {"path": "pages/index/index"}
+        elif name in ("group_join", "group_message"):
+            props = {"group_id": f"G{extra % 40}"}
+        elif name == "coupon_claim":
+            props = {"coupon_id": f"C{extra % 20}"}
+        elif name == "share":
+            props = {"content_id": f"A{extra % 300}", "target": "friend" if extra % 2 else "moments"}
+        elif name == "review":
+            props = {"rating": 3 + extra % 3}
+        elif name == "lead_submit":
+            props = {"platform": CHANNEL_CODES[channel], "form_id": f"F{extra % 8}"}
+        elif name in ("subscribe", "qr_scan"):
+            props = {"scene": CHANNEL_CODES[channel] if channel >= 0 else ""}
+        elif name == "wecom_add":
+            props = {"staff_id": f"staff{extra % 12}", "state": CHANNEL_CODES[channel] if channel >= 0 else ""}
+        elif name == "link_click":
+            props = {"link_id": f"L{extra % 50}"}
+        else:
+            props = {}
+        out.append(dumps(props))
+    return out
+
+
+def chunk_write(*, sink: Sink, chunk: Chunk, workspace_id: int, seed: int, end_us: int, tag_ids: dict[str, int],
+                phase=None) -> list[int]:
+    """Write one chunk (customers, identities, consent, tags, events). Returns the customer ids.
+
+    ``phase(name)`` is called when a phase starts (progress display).
+    """
+    phase = phase or (lambda name: None)
+    pg = sink.postgres
+    phase("加密 encrypt")
+    names_enc = [encrypt_text(n) for n in chunk.name]
+    names_hash = [name_hash(n) for n in chunk.name]
+    phones_enc = [encrypt_text(p) if p else None for p in chunk.phone]
+    phones_hash = [lookup_hash("phone", p) if p else "" for p in chunk.phone]
+
+    phase("写入客户 customers")
+    customer_ids = sink.reserve_ids("customers_customer", chunk.n)
+    first = timestamps(chunk.first_us, postgres=pg)
+    last = timestamps(chunk.last_us, postgres=pg)
+    channel_codes = [CHANNEL_CODES[c] for c in chunk.channel.tolist()]
+    genders = [GENDERS[g] for g in chunk.gender.tolist()]
+    cities = [CITIES[c] for c in chunk.city.tolist()]
+    attributes = "{}"
+    sink.write(
+        "customers_customer",
+        ("id", "workspace_id", "status", "name_enc", "name_hash", "phone_enc", "phone_hash", "gender", "city",
+         "first_channel", "first_seen_at", "last_seen_at", "attributes", "created_at"),
+        zip(customer_ids.tolist(), [workspace_id] * chunk.n, ["active"] * chunk.n, names_enc, names_hash,
+            phones_enc, phones_hash, genders, cities, channel_codes, first, last, [attributes] * chunk.n, first,
+            strict=True),
+    )
+
+    phase("写入身份 identities")
+    identity_ids = sink.reserve_ids("customers_identity", chunk.ident_customer.size)
+    ident_cust = chunk.ident_customer.tolist()
+    values = [v if v is not None else phones_hash[c] for v, c in zip(chunk.ident_value, ident_cust, strict=True)]
+    # an identity is first seen when its customer arrived and last seen at their last event (a fair summary)
+    sink.write(
+        "customers_identity",
+        ("id", "workspace_id", "customer_id", "kind", "namespace", "value", "first_seen_at", "last_seen_at"),
+        zip(identity_ids.tolist(), [workspace_id] * len(values), customer_ids[chunk.ident_customer].tolist(),
+            [SLOT_KIND[SLOTS[s]] for s in chunk.ident_slot.tolist()], chunk.ident_namespace, values,
+            [first[c] for c in ident_cust], [last[c] for c in ident_cust], strict=True),
+    )
+
+    phase("写入授权与标签 consent & tags")
+    consent_rows = []
+    tag_rows = []
+    for i, (cid, code, ts, marketing, lastc) in enumerate(zip(
+            customer_ids.tolist(), channel_codes, first, chunk.marketing_consent.tolist(), last, strict=True)):
+        consent_rows.append((workspace_id, cid, "personal_data", True, code, "simulated arrival", ts))
+        if marketing:
+            consent_rows.append((workspace_id, cid, "marketing", True, code, "simulated opt-in", ts))
+        tag_rows.append((workspace_id, cid, tag_ids["channel:" + code], "auto", lastc))
+    for i, j in zip(*np.nonzero(chunk.interests), strict=True):
+        tag_rows.append((workspace_id, int(customer_ids[i]), tag_ids[f"interest:{j}"], "auto", last[i]))
+    lifecycle = np.where(chunk.first_us >= end_us - 30 * 86_400_000_000, "new",
+                         np.where(chunk.alive, "active", "dormant"))
+    for i, stage in enumerate(lifecycle.tolist()):
+        tag_rows.append((workspace_id, int(customer_ids[i]), tag_ids["lifecycle:" + stage], "auto", last[i]))
+    sink.write("customers_consentrecord",
+               ("workspace_id", "customer_id", "purpose", "granted", "source", "evidence", "recorded_at"),
+               consent_rows)
+    sink.write("customers_customertag", ("workspace_id", "customer_id", "tag_id", "source", "added_at"), tag_rows)
+
+    phase("写入事件 events")
+    rows = event_identity_rows(chunk)
+    ev_identity = identity_ids[rows].tolist()
+    occurred = timestamps(chunk.ev_us, postgres=pg)
+    aux = np.random.Generator(np.random.PCG64([seed, chunk.offset, 7])).integers(0, 1_000_000, size=chunk.events)
+    props = [p.decode() for p in _properties(chunk, seed, aux)]
+    types = [chunk.event_types[t] for t in chunk.ev_type.tolist()]
+    ev_channel = chunk.ev_channel.tolist()
+    channels = [CHANNEL_CODES[c] if c >= 0 else "" for c in ev_channel]
+    # UTM only on the arrival touch (the first event of a customer)
+    arrival = (chunk.ev_seq == 0).tolist()
+    utm_source = [ch if a else "" for ch, a in zip(channels, arrival, strict=True)]
+    utm_medium = [MEDIUM_BY_CATEGORY[BY_CODE[ch].category] if a and ch else ""
+                  for ch, a in zip(channels, arrival, strict=True)]
+    utm_campaign = ["sim-acquisition" if a else "" for a in arrival]
+    event_ids = [f"sim{seed}-{chunk.offset + c}-{s}"
+                 for c, s in zip(chunk.ev_customer.tolist(), chunk.ev_seq.tolist(), strict=True)]
+    n_events = chunk.events
+    empty = [""] * n_events
+    sink.write(
+        "customers_event",
+        ("workspace_id", "event_id", "type", "occurred_at", "received_at", "identity_id", "channel", "utm_source",
+         "utm_medium", "utm_campaign", "utm_content", "utm_term", "properties"),
+        zip([workspace_id] * n_events, event_ids, types, occurred, occurred, ev_identity, channels, utm_source,
+            utm_medium, utm_campaign, empty, empty, props, strict=True),
+    )
+    return customer_ids.tolist()
