@@ -12,15 +12,22 @@ Rules, deterministic and documented in the README:
 5. An operator may link two customers explicitly (reason: explicit).
 A merge moves identities and consent records and copies tags, recording each id; un-merge restores
 exactly those, most recent merge first.
+
+Concurrency: the resolver reads, decides, then locks every stored customer it is about to change (in id
+order), re-reads the identities and starts again if anything moved meanwhile. Every attempt runs in its own
+savepoint, so a lost race (unique violation on a new identity, deadlock) is retried even when the caller
+already holds a transaction open (ingestion does).
 """
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from siyu.core.errors import SiyuError
@@ -61,37 +68,84 @@ def sort_keys(keys: Iterable[IdentityKey]) -> list[IdentityKey]:
     return sorted(unique, key=lambda key: KIND_RANK[key[0]])
 
 
+MAX_NAMESPACE = 64
+MAX_VALUE = 128
+_RETRY_PGCODES = {"40P01", "40001"}  # deadlock_detected, serialization_failure
+
+
+class _Stale(Exception):
+    """What we read changed before we could lock it: start again from a fresh read."""
+
+
+def _check_observations(observations: Sequence[Observation]) -> None:
+    for index, obs in enumerate(observations):
+        if not obs.keys:
+            raise SiyuError("identity_missing", "观测缺少身份标识", "An observation needs at least one identity",
+                            details={"index": index})
+        for kind, namespace, value in obs.keys:
+            if kind not in KIND_RANK:
+                raise SiyuError("identity_kind_invalid", "未知的身份类型", "Unknown identity kind",
+                                details={"index": index, "kind": str(kind)})
+            if not isinstance(value, str) or not value or len(value) > MAX_VALUE:
+                raise SiyuError("identity_value_invalid", "身份标识值为空或过长",
+                                "Identity value is empty or too long", details={"index": index, "kind": kind})
+            if not isinstance(namespace, str) or len(namespace) > MAX_NAMESPACE:
+                raise SiyuError("identity_namespace_invalid", "身份命名空间过长", "Identity namespace is too long",
+                                details={"index": index, "kind": kind})
+
+
+def _retryable(error: Exception) -> bool:
+    if isinstance(error, IntegrityError | _Stale):
+        return True
+    cause = getattr(error, "__cause__", None)
+    return isinstance(error, OperationalError) and getattr(cause, "sqlstate", None) in _RETRY_PGCODES
+
+
 def identities_resolve(*, workspace: Workspace, observations: Sequence[Observation],
-                       attempts: int = 5) -> list[Resolution]:
+                       attempts: int = 8) -> list[Resolution]:
     """Resolve a batch of observations to customers, creating and merging as the rules say.
 
-    Runs in one transaction; a concurrent writer that created the same identity first makes us retry
-    from a fresh read rather than fail.
+    Each attempt runs in its own savepoint (a transaction when the caller has none): a concurrent writer
+    that created the same identity first, merged a customer we read, or deadlocked with us makes us roll
+    back just this attempt and retry from a fresh read rather than fail.
     """
+    _check_observations(observations)
+    if not observations:
+        return []
     for attempt in range(attempts):
         try:
-            with transaction.atomic():
+            with transaction.atomic(savepoint=True):
                 return _resolve_once(workspace, observations)
-        except IntegrityError:
-            if attempt == attempts - 1:
+        except (IntegrityError, OperationalError, _Stale) as error:
+            if attempt == attempts - 1 or not _retryable(error):
+                if isinstance(error, _Stale):
+                    raise SiyuError("identity_contention", "身份解析冲突过多，请重试",
+                                    "Too much concurrent identity resolution; retry", status=409) from error
                 raise
     raise AssertionError("unreachable")
 
 
-def _resolve_once(workspace: Workspace, observations: Sequence[Observation]) -> list[Resolution]:
-    all_keys = {key for obs in observations for key in obs.keys}
-    owner: dict[IdentityKey, int] = {}
-    identity_ids: dict[IdentityKey, int] = {}
+def _load_identities(workspace: Workspace, all_keys: set[IdentityKey]) -> dict[IdentityKey, tuple[int, int]]:
+    """{key: (identity id, customer id)} for the stored keys, via the (workspace, value) index."""
+    found: dict[IdentityKey, tuple[int, int]] = {}
     values = sorted({key[2] for key in all_keys})
-    for chunk_start in range(0, len(values), 500):
-        rows = Identity.objects.filter(workspace=workspace, value__in=values[chunk_start:chunk_start + 500])
+    chunk = max(100, (connection.features.max_query_params or 30000) - 10)
+    for start in range(0, len(values), chunk):
+        rows = Identity.objects.filter(workspace=workspace, value__in=values[start:start + chunk])
         for pk, kind, namespace, value, customer_id in rows.values_list(
             "id", "kind", "namespace", "value", "customer_id"
         ):
             key = (kind, namespace, value)
             if key in all_keys:
-                owner[key] = customer_id
-                identity_ids[key] = pk
+                found[key] = (pk, customer_id)
+    return found
+
+
+def _resolve_once(workspace: Workspace, observations: Sequence[Observation]) -> list[Resolution]:
+    all_keys = {key for obs in observations for key in obs.keys}
+    stored = _load_identities(workspace, all_keys)
+    owner: dict[IdentityKey, int] = {key: customer_id for key, (_, customer_id) in stored.items()}
+    identity_ids: dict[IdentityKey, int] = {key: pk for key, (pk, _) in stored.items()}
 
     # Customers created in this batch get negative placeholder ids until inserted.
     placeholders: dict[int, Observation] = {}
@@ -149,7 +203,20 @@ def _resolve_once(workspace: Workspace, observations: Sequence[Observation]) -> 
             identified.add(customer_id)
         chosen.append(customer_id)
 
-    # Insert new customers, then new identities, then apply merges (which lock rows).
+    # Lock every stored customer we are about to change (new identities, merges), in id order, then check
+    # that what we read still holds: a concurrent merge/un-merge may have moved identities meanwhile.
+    touched = {live(owner[key]) for key in all_keys if key not in identity_ids}
+    for winner, loser, _ in merges:
+        touched.update((winner, loser))
+    touched = {customer_id for customer_id in touched if customer_id > 0}
+    if touched:
+        locked = _lock_customers(workspace, sorted(touched))
+        if len(locked) != len(touched) or not all(row.is_live for row in locked.values()):
+            raise _Stale
+        if _load_identities(workspace, all_keys) != stored:
+            raise _Stale
+
+    # Insert new customers, then new identities, then apply merges.
     real_id: dict[int, int] = {}
     if placeholders:
         new_rows = [
@@ -201,6 +268,67 @@ def _resolve_once(workspace: Workspace, observations: Sequence[Observation]) -> 
     return results
 
 
+# Winner fields a merge may fill in or widen; un-merge puts back those nobody changed since.
+_RESTORABLE = ("first_seen_at", "first_channel", "last_seen_at", "name_enc", "name_hash", "phone_enc",
+               "phone_hash", "gender", "city", "owner_id", "attributes")
+
+
+def _field_state(customer: Customer, name: str) -> Any:
+    value = getattr(customer, name)
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    if isinstance(value, bytes | memoryview):
+        return {"b64": base64.b64encode(bytes(value)).decode()}
+    return value
+
+
+def _field_value(name: str, state: Any) -> Any:
+    if isinstance(state, dict) and name.endswith("_enc"):
+        return base64.b64decode(state["b64"])
+    if name.endswith("_at"):
+        return datetime.fromisoformat(state)
+    return state
+
+
+def _restore_winner_fields(winner: Customer, before: dict[str, list]) -> None:
+    restored = []
+    for name, (old, new) in before.items():
+        if _field_state(winner, name) == new:
+            setattr(winner, name, _field_value(name, old))
+            restored.append(name)
+    if restored:
+        winner.save(update_fields=restored)
+
+
+def _drop_tag_copies(workspace: Workspace, record: MergeRecord, winner: Customer) -> None:
+    """Remove the tags this merge copied onto the winner, unless another loser still merged into the
+    winner carries the same tag: then the copy stays and is handed over to that merge's record."""
+    copies = dict(CustomerTag.objects.filter(pk__in=record.added_tag_ids, customer=winner)
+                  .values_list("pk", "tag_id"))
+    if not copies:
+        return
+    others = list(MergeRecord.objects.select_for_update()
+                  .filter(workspace=workspace, winner=winner, unmerged_at__isnull=True)
+                  .exclude(pk=record.pk).order_by("-pk"))
+    keep: dict[int, list[int]] = {}
+    if others:
+        holders: dict[int, int] = {}
+        for loser_id, tag_id in (CustomerTag.objects.filter(customer_id__in=[o.loser_id for o in others],
+                                                            tag_id__in=set(copies.values()))
+                                 .values_list("customer_id", "tag_id")):
+            holders[tag_id] = max(holders.get(tag_id, 0), loser_id)
+        by_loser = {o.loser_id: o for o in others}
+        for pk, tag_id in copies.items():
+            if tag_id in holders:
+                keep.setdefault(by_loser[holders[tag_id]].pk, []).append(pk)
+    for other in others:
+        if other.pk in keep:
+            other.added_tag_ids = [*other.added_tag_ids, *keep[other.pk]]
+            other.save(update_fields=["added_tag_ids"])
+    kept = {pk for pks in keep.values() for pk in pks}
+    CustomerTag.objects.filter(pk__in=[pk for pk in copies if pk not in kept]).delete()
+
+
 def _lock_customers(workspace: Workspace, ids: Sequence[int]) -> dict[int, Customer]:
     rows = Customer.objects.select_for_update().filter(workspace=workspace, pk__in=sorted(ids)).order_by("pk")
     return {row.pk: row for row in rows}
@@ -234,6 +362,7 @@ def customer_merge(*, workspace: Workspace, winner_id: int, loser_id: int, reaso
     ]
     added = CustomerTag.objects.bulk_create(copies)
 
+    before = {name: _field_state(winner, name) for name in _RESTORABLE}
     if loser.first_seen_at < winner.first_seen_at:
         winner.first_seen_at = loser.first_seen_at
         winner.first_channel = loser.first_channel or winner.first_channel
@@ -247,13 +376,15 @@ def customer_merge(*, workspace: Workspace, winner_id: int, loser_id: int, reaso
         winner.owner_id = loser.owner_id
     winner.attributes = {**loser.attributes, **winner.attributes}
     winner.save()
+    changed = {name: [old, _field_state(winner, name)] for name, old in before.items()
+               if _field_state(winner, name) != old}
     loser.status = CustomerStatus.MERGED
     loser.merged_into = winner
     loser.save(update_fields=["status", "merged_into"])
     return MergeRecord.objects.create(
         workspace=workspace, winner=winner, loser=loser, reason=reason, actor=actor,
         moved_identity_ids=moved_identity_ids, moved_consent_ids=moved_consent_ids,
-        added_tag_ids=[row.pk for row in added],
+        added_tag_ids=[row.pk for row in added], winner_before=changed,
     )
 
 
@@ -273,7 +404,8 @@ def customer_unmerge(*, workspace: Workspace, record_id: int, actor=None) -> Cus
         )
     Identity.objects.filter(pk__in=record.moved_identity_ids, customer=winner).update(customer=loser)
     ConsentRecord.objects.filter(pk__in=record.moved_consent_ids, customer=winner).update(customer=loser)
-    CustomerTag.objects.filter(pk__in=record.added_tag_ids, customer=winner).delete()
+    _drop_tag_copies(workspace, record, winner)
+    _restore_winner_fields(winner, record.winner_before)
     loser.status = CustomerStatus.ACTIVE
     loser.merged_into = None
     loser.save(update_fields=["status", "merged_into"])
