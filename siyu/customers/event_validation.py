@@ -59,18 +59,26 @@ def parse_time(value: Any, field: str) -> datetime:
     return moment
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+_PROPERTY_CHECKS = {
+    "string": lambda v: isinstance(v, str) and len(v) <= 1024,
+    "integer": _is_int,
+    "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+    "fen": lambda v: _is_int(v) and 0 <= v <= 10**12,
+    "datetime": lambda v: isinstance(v, str),
+}
+_PROPERTY_HINTS = {"fen": "非负整数(分)", "integer": "整数", "number": "数字", "boolean": "布尔值",
+                   "string": "字符串(≤1024字)", "datetime": "ISO 8601 时间"}
+
+
 def _check_property(name: str, kind: str, value: Any) -> None:
-    ok = {
-        "string": lambda v: isinstance(v, str) and len(v) <= 1024,
-        "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-        "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
-        "boolean": lambda v: isinstance(v, bool),
-        "fen": lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 10**12,
-        "datetime": lambda v: isinstance(v, str),
-    }[kind](value)
-    if not ok:
-        hint = {"fen": "非负整数(分)", "integer": "整数", "number": "数字", "boolean": "布尔值",
-                "string": "字符串(≤1024字)", "datetime": "ISO 8601 时间"}[kind]
+    check = _PROPERTY_CHECKS.get(kind)
+    if check is None or not check(value):
+        hint = _PROPERTY_HINTS.get(kind, kind)
         raise _reject("invalid_property", f"属性 {name} 应为{hint}", f"property {name} must be of type {kind}",
                       f"properties.{name}")
     if kind == "datetime":

@@ -1,0 +1,316 @@
+"""Event ingestion through the HTTP API into PostgreSQL, end to end, against PostgreSQL's own COPY.
+
+    .venv/bin/python bench/bench_ingest.py --events 200000 [--workers 2] [--clients 4] [--write-results]
+
+1. (Re)creates the database ``siyu_bench_ingest`` on the server of SIYU_TEST_PG_URL and migrates it.
+2. Starts gunicorn (``siyu.wsgi:application``, gthread workers) on a free loopback port against it.
+3. Posts the events in batches of 1000 (pre-serialised, from client threads with keep-alive
+   connections) and times from the first request to the last answer. Every event must be accepted.
+4. Reads the stored event rows back, empties the event table (fresh state, same indexes), and times
+   ``COPY customers_event FROM STDIN`` of exactly those rows: the physical limit on this machine.
+5. Optionally (``--sqlite N``) times the embedded path: events_ingest in-process on SQLite.
+Prints events/s for each and the ratio HTTP / COPY; ``--write-results`` records them in bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import queue
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from common import machine, now_utc, results_section_write  # noqa: E402
+
+TYPES = [("page_view", 0.55), ("product_view", 0.25), ("add_to_cart", 0.08), ("article_read", 0.07),
+         ("order_paid", 0.05)]
+SOURCES = ["xhs", "douyin", "baidu", "wechat_mp", "taobao", "offline", "invite", ""]
+
+
+def make_events(count: int, customers: int, seed: int = 7) -> list[dict]:
+    """Deterministic, realistic events: several per customer, mixed identities, UTM on some."""
+    rng = random.Random(seed)
+    base = datetime.now(UTC) - timedelta(days=30)
+    names, weights = zip(*TYPES, strict=True)
+    events = []
+    for number in range(count):
+        customer = rng.randrange(customers)
+        identities = [{"kind": "openid", "namespace": "wx-mini", "value": f"o{customer:08d}"}]
+        if customer % 3 == 0:
+            identities.append({"kind": "unionid", "value": f"u{customer:08d}"})
+        if customer % 10 == 0:
+            identities.append({"kind": "phone", "value": f"13{customer:09d}"})
+        kind = rng.choices(names, weights)[0]
+        properties: dict = {}
+        if kind in {"product_view", "add_to_cart"}:
+            properties = {"product_id": f"p{rng.randrange(500)}", "price_fen": rng.randrange(100, 99900)}
+        elif kind == "article_read":
+            properties = {"article_id": f"a{rng.randrange(80)}", "read_seconds": rng.randrange(5, 600)}
+        elif kind == "order_paid":
+            properties = {"order_id": f"ord{number}", "amount_fen": rng.randrange(1000, 500000)}
+        else:
+            properties = {"url": f"/p/{rng.randrange(1000)}", "title": "商品详情"}
+        event = {
+            "event_id": f"bench-{number:09d}",
+            "type": kind,
+            "occurred_at": (base + timedelta(seconds=number * 2592000 // max(count, 1))).isoformat(),
+            "identities": identities,
+            "properties": properties,
+        }
+        source = SOURCES[customer % len(SOURCES)]
+        if source and number % 4 == 0:
+            event["page_url"] = f"https://shop.example.cn/p/1?utm_source={source}&utm_medium=social&utm_campaign=c{customer % 9}"
+        elif source:
+            event["channel"] = source
+        events.append(event)
+    return events
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def database_recreate(admin_url: str, name: str) -> str:
+    import psycopg
+
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    parts = urlsplit(admin_url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def wait_listening(port: int, process: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"gunicorn exited with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit("gunicorn did not start")
+
+
+def post_all(port: int, secret: str, bodies: list[bytes], clients: int) -> tuple[float, dict[str, int]]:
+    work: queue.Queue[bytes] = queue.Queue()
+    for body in bodies:
+        work.put(body)
+    totals = {"accepted": 0, "duplicate": 0, "rejected": 0}
+    lock = threading.Lock()
+    errors: list[str] = []
+
+    def client() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+        headers = {"Authorization": f"Bearer {secret}", "Content-Type": "application/json"}
+        while True:
+            try:
+                body = work.get_nowait()
+            except queue.Empty:
+                break
+            conn.request("POST", "/api/v1/events/batch", body=body, headers=headers)
+            response = conn.getresponse()
+            payload = response.read()
+            if response.status != 200:
+                errors.append(f"{response.status} {payload[:300]!r}")
+                continue
+            answer = orjson.loads(payload)
+            with lock:
+                for name in totals:
+                    totals[name] += answer[name]
+        conn.close()
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - start
+    if errors:
+        raise SystemExit(f"{len(errors)} failed requests, first: {errors[0]}")
+    return elapsed, totals
+
+
+def copy_baseline(url: str, table: str, columns: str) -> tuple[float, int]:
+    """Read back what the API stored, empty the table, and time PostgreSQL's COPY of the same rows."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        data = bytearray()
+        with conn.cursor().copy(f"COPY {table} ({columns}) TO STDOUT") as copy:
+            for chunk in copy:
+                data += chunk
+        rows = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+        conn.execute(f"TRUNCATE {table}")
+        conn.execute(f"VACUUM ANALYZE {table}")
+        conn.execute("CHECKPOINT")
+        start = time.perf_counter()
+        with conn.transaction(), conn.cursor().copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+            view = memoryview(data)
+            for offset in range(0, len(view), 1 << 20):
+                copy.write(view[offset:offset + (1 << 20)])
+        elapsed = time.perf_counter() - start
+        stored = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+        assert stored == rows, (stored, rows)
+    return elapsed, rows
+
+
+def sqlite_child(count: int, batch: int) -> None:
+    """Runs in its own process (Django settings bound to a fresh SQLite file): the embedded path."""
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    from siyu.core.services import workspace_create
+    from siyu.customers.ingestion import events_ingest
+
+    workspace = workspace_create(slug="bench", name="Bench")
+    events = orjson.loads(orjson.dumps(make_events(count, max(count // 10, 1), seed=11)))
+    start = time.perf_counter()
+    accepted = 0
+    for offset in range(0, count, batch):
+        result = events_ingest(workspace=workspace, events=events[offset:offset + batch])
+        accepted += result.count("accepted")
+    elapsed = time.perf_counter() - start
+    assert accepted == count, accepted
+    print(orjson.dumps({"elapsed": elapsed, "events": count}).decode())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--customers", type=int, default=0, help="distinct customers (default events/10)")
+    parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
+    parser.add_argument("--clients", type=int, default=0, help="client threads (default 2 × workers)")
+    parser.add_argument("--pg-url", default=os.environ.get("SIYU_TEST_PG_URL", "postgres://siyu@127.0.0.1:55432/siyu"))
+    parser.add_argument("--database", default="siyu_bench_ingest")
+    parser.add_argument("--sqlite", type=int, default=20_000, help="events for the embedded SQLite number (0: skip)")
+    parser.add_argument("--write-results", action="store_true")
+    parser.add_argument("--sqlite-child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.sqlite_child:
+        sqlite_child(args.events, args.batch)
+        return
+    customers = args.customers or max(args.events // 10, 1)
+    clients = args.clients or 2 * args.workers
+
+    url = database_recreate(args.pg_url, args.database)
+    data_dir = tempfile.mkdtemp(prefix="siyu-bench-ingest-")
+    env = {**os.environ, "SIYU_DATABASE_URL": url, "SIYU_DATA_DIR": data_dir, "DJANGO_SETTINGS_MODULE": "siyu.settings",
+           "SIYU_DEBUG": "0", "SIYU_DB_CONN_MAX_AGE": "600", "PYTHONPATH": str(ROOT)}
+    os.environ.update(env)
+    subprocess.run([sys.executable, "-m", "django", "migrate", "--verbosity", "0"], check=True, env=env, cwd=ROOT)
+
+    import django
+
+    django.setup()
+    from siyu.core.services import api_key_create, workspace_create
+    from siyu.customers.models import Event
+
+    workspace = workspace_create(slug="bench", name="Bench")
+    secret = api_key_create(workspace=workspace, name="bench")[1]
+    table = Event._meta.db_table
+    from siyu.customers.ingestion import EVENT_COLUMNS
+
+    columns = ", ".join(EVENT_COLUMNS)
+    from django.db import connection
+
+    connection.close()
+
+    print(f"generating {args.events} events over {customers} customers …", flush=True)
+    events = make_events(args.events, customers)
+    bodies = [orjson.dumps({"events": events[offset:offset + args.batch]})
+              for offset in range(0, len(events), args.batch)]
+    del events
+
+    port = free_port()
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+    server = subprocess.Popen(
+        [str(gunicorn), "siyu.wsgi:application", "--bind", f"127.0.0.1:{port}", "--workers", str(args.workers),
+         "--worker-class", "gthread", "--threads", "2", "--keep-alive", "30", "--timeout", "300",
+         "--log-level", "warning"],
+        env=env, cwd=ROOT,
+    )
+    try:
+        wait_listening(port, server)
+        # Warm-up: one tiny batch per worker so imports and connections are not timed.
+        warm = [orjson.dumps({"events": [{"event_id": f"warm-{n}", "type": "page_view",
+                                          "occurred_at": datetime.now(UTC).isoformat(),
+                                          "identities": [{"kind": "device", "namespace": "warm", "value": "w"}]}]})
+                for n in range(args.workers * 4)]
+        post_all(port, secret, warm, clients)
+        import psycopg
+
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f"DELETE FROM {table} WHERE event_id LIKE 'warm-%%'")
+        print(f"posting {len(bodies)} batches of {args.batch} with {clients} client threads to gunicorn "
+              f"({args.workers} workers) …", flush=True)
+        http_elapsed, totals = post_all(port, secret, bodies, clients)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    if totals["accepted"] != args.events:
+        raise SystemExit(f"expected every event accepted, got {totals}")
+    http_rate = args.events / http_elapsed
+    print(f"HTTP API: {args.events} events in {http_elapsed:.2f}s = {http_rate:,.0f} events/s", flush=True)
+
+    copy_elapsed, rows = copy_baseline(url, table, columns)
+    copy_rate = rows / copy_elapsed
+    ratio = http_rate / copy_rate
+    print(f"COPY:     {rows} events in {copy_elapsed:.2f}s = {copy_rate:,.0f} events/s")
+    print(f"ratio HTTP / COPY = {ratio:.3f}")
+
+    sqlite_line = ""
+    if args.sqlite:
+        sqlite_dir = tempfile.mkdtemp(prefix="siyu-bench-ingest-sqlite-")
+        child_env = {**env, "SIYU_DATABASE_URL": f"sqlite:///{sqlite_dir}/bench.db", "SIYU_DATA_DIR": sqlite_dir}
+        out = subprocess.run([sys.executable, __file__, "--sqlite-child", "--events", str(args.sqlite),
+                              "--batch", str(args.batch)], env=child_env, cwd=ROOT, check=True,
+                             capture_output=True, text=True).stdout.strip().splitlines()[-1]
+        measured = orjson.loads(out)
+        sqlite_rate = measured["events"] / measured["elapsed"]
+        sqlite_line = (f"- Embedded SQLite, `events_ingest` in-process (no HTTP), {measured['events']} events: "
+                       f"**{sqlite_rate:,.0f} events/s**")
+        print(f"SQLite embedded (in-process): {sqlite_rate:,.0f} events/s")
+
+    if args.write_results:
+        command = "`.venv/bin/python bench/bench_ingest.py " + " ".join(
+            a for a in sys.argv[1:] if a != "--write-results") + " --write-results`"
+        results_section_write("Event ingestion (HTTP API vs PostgreSQL COPY)", f"""
+Command: {command}
+Machine: {machine()}; PostgreSQL and the client on the same machine. Date: {now_utc()}.
+Workload: {args.events} events over {customers} customers (openid on all, unionid on ⅓, phone on 1/10;
+UTM/channel on most), batches of {args.batch}, gunicorn {args.workers} gthread workers, {clients} client threads.
+
+- HTTP API end to end (auth, JSON, validation, dedup, identity resolution creating {customers} customers, insert,
+  per-event answer): **{http_rate:,.0f} events/s** ({http_elapsed:.1f} s)
+- PostgreSQL `COPY` of the same rows into the same (emptied) table: **{copy_rate:,.0f} events/s** ({copy_elapsed:.1f} s)
+- **Ratio HTTP / COPY = {ratio:.2f}** (goal ≥ 0.5)
+{sqlite_line}
+""")
+
+
+if __name__ == "__main__":
+    main()
