@@ -15,6 +15,11 @@
     }, extra || {});
   };
   var config = { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["lasso2d", "select2d"] };
+  function integerAxis(values) {
+    // Counts are whole numbers: never label the axis 0.5, 1.5 ...
+    var top = Math.max.apply(null, values.concat([0]));
+    return top <= 8 ? { gridcolor: "#eef0f5", rangemode: "tozero", dtick: 1 } : { gridcolor: "#eef0f5", rangemode: "tozero", tickformat: ",d" };
+  }
   function empty(el) {
     el.classList.add("chart-empty");
     el.textContent = el.getAttribute("data-empty") || "—";
@@ -26,11 +31,15 @@
       var traces = spec.series.map(function (s, i) {
         return { type: "bar", name: s.name, x: spec.x, y: s.y, marker: { color: palette[i % palette.length] } };
       });
-      Plotly.newPlot(el, traces, layout({ barmode: "stack" }), config);
+      var totals = spec.x.map(function (_, k) {
+        return spec.series.reduce(function (sum, s) { return sum + (s.y[k] || 0); }, 0);
+      });
+      Plotly.newPlot(el, traces, layout({ barmode: "stack", xaxis: { type: "category", gridcolor: "#eef0f5" },
+        yaxis: integerAxis(totals) }), config);
     } else {
       Plotly.newPlot(el, [{ type: "scatter", mode: "lines", name: spec.name || "", x: spec.x, y: spec.y,
         line: { color: spec.color || "#2f6bff", width: 2 }, fill: "tozeroy", fillcolor: "rgba(47,107,255,0.08)" }],
-        layout({ showlegend: false }), config);
+        layout({ showlegend: false, yaxis: integerAxis(spec.y) }), config);
     }
   });
 })();
