@@ -130,11 +130,17 @@ def _retryable(error: DatabaseError) -> bool:
 
 def _store_with_retry(workspace: Workspace, valid: list[tuple[int, dict[str, Any]]],
                       now: datetime) -> dict[int, int | None]:
+    """Optimistic first: concurrent batches of a workspace run side by side (shared lock). When one of
+    them collides with another over a new identity or an event id, it is redone holding the workspace's
+    ingestion lock exclusively, so it cannot collide again: progress is guaranteed, not just likely."""
     for attempt in range(ATTEMPTS):
         last = attempt == ATTEMPTS - 1
+        exclusive = attempt > 0
         try:
             with transaction.atomic():
-                return _store(workspace, valid, now, tolerate_race=last)
+                _ingestion_lock(workspace.pk, exclusive=exclusive)
+                return _store(workspace, valid, now, tolerate_race=last,
+                              resolve_attempts=8 if exclusive else 2)
         except _RaceLost:
             continue
         except (OperationalError, IntegrityError) as error:
@@ -143,8 +149,19 @@ def _store_with_retry(workspace: Workspace, valid: list[tuple[int, dict[str, Any
     raise AssertionError("unreachable")
 
 
+INGEST_LOCK_CLASS = 0x5159  # first key of the advisory lock (workspace id is the second)
+
+
+def _ingestion_lock(workspace_id: int, *, exclusive: bool) -> None:
+    if connection.vendor != "postgresql":
+        return  # SQLite: writers are serialised by the database itself (BEGIN IMMEDIATE)
+    function = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+    with _pg_cursor() as cursor:
+        cursor.execute(f"SELECT {function}(%s, %s)", [INGEST_LOCK_CLASS, workspace_id])
+
+
 def _store(workspace: Workspace, valid: list[tuple[int, dict[str, Any]]], now: datetime, *,
-           tolerate_race: bool) -> dict[int, int | None]:
+           tolerate_race: bool, resolve_attempts: int) -> dict[int, int | None]:
     ids = [event["event_id"] for _, event in valid]
     existing = _existing_ids(workspace.pk, ids)
     outcome: dict[int, int | None] = {}
@@ -156,7 +173,7 @@ def _store(workspace: Workspace, valid: list[tuple[int, dict[str, Any]]], now: d
             fresh.append((index, event))
     if not fresh:
         return outcome
-    resolutions = _resolve(workspace, [event for _, event in fresh])
+    resolutions = _resolve(workspace, [event for _, event in fresh], attempts=resolve_attempts)
     rows = []
     for (_, event), resolution in zip(fresh, resolutions, strict=True):
         utm = event["utm"]
@@ -180,7 +197,7 @@ def _store(workspace: Workspace, valid: list[tuple[int, dict[str, Any]]], now: d
     return outcome
 
 
-def _resolve(workspace: Workspace, events: list[dict[str, Any]]) -> list[Any]:
+def _resolve(workspace: Workspace, events: list[dict[str, Any]], *, attempts: int) -> list[Any]:
     """Resolve each event's identities. Events with the same set of identities resolve alike, so they
     are observed once (at their earliest time, with the channel of the first of them in the batch):
     a browsing session of 30 page views costs one observation, not 30."""
@@ -196,7 +213,7 @@ def _resolve(workspace: Workspace, events: list[dict[str, Any]]) -> list[Any]:
         elif event["occurred_at"] < observations[number].occurred_at:
             observations[number].occurred_at = event["occurred_at"]
         group_of.append(number)
-    resolved = identities_resolve(workspace=workspace, observations=observations)
+    resolved = identities_resolve(workspace=workspace, observations=observations, attempts=attempts)
     return [resolved[number] for number in group_of]
 
 
