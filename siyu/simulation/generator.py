@@ -189,7 +189,7 @@ def _hex_tokens(rng: np.random.Generator, n: int) -> list[str]:
     """n random 24-hex-digit tokens (96 bits) as strings."""
     hi = rng.integers(0, 2**63, size=n, dtype=np.int64)
     lo = rng.integers(0, 2**32, size=n, dtype=np.int64)
-    return [f"{h:016x}{l:08x}" for h, l in zip(hi.tolist(), lo.tolist(), strict=True)]
+    return [f"{high:016x}{low:08x}" for high, low in zip(hi.tolist(), lo.tolist(), strict=True)]
 
 
 def _segment_ranks(counts: np.ndarray) -> np.ndarray:
@@ -315,9 +315,12 @@ def chunk_generate(params: BrandParameters, chunk_index: int) -> Chunk:
     given = rng.integers(0, len(GIVEN_CHARS), size=(n, 2))
     name = [SURNAMES[s] + "".join(GIVEN_CHARS[g] for g in gs[:gl])
             for s, gs, gl in zip(surname.tolist(), given.tolist(), given_len.tolist(), strict=True)]
-    prefixes = rng.choice(np.array([130, 131, 132, 135, 136, 137, 138, 139, 150, 151, 152, 155, 158, 159, 166,
-                                    177, 180, 183, 186, 187, 188, 189, 199]), size=n)
-    suffix = rng.integers(0, 100_000_000, size=n)
+    # phone numbers unique within a run: a bijection of the customer index onto prefix × 8 digits
+    prefix_table = np.array([130, 131, 132, 135, 136, 137, 138, 139, 150, 151, 152, 155, 158, 159, 166,
+                             177, 180, 183, 186, 187, 188, 189, 199])
+    index = np.arange(offset, offset + n, dtype=np.int64)
+    prefixes = prefix_table[index % prefix_table.size]
+    suffix = ((index // prefix_table.size) * 48_271 + params.seed * 7_919) % 100_000_000
     phone_has = slot_has[:, SLOTS.index("phone")]
     phone = [f"{pre}{suf:08d}" if h else None
              for pre, suf, h in zip(prefixes.tolist(), suffix.tolist(), phone_has.tolist(), strict=True)]

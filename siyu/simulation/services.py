@@ -115,7 +115,8 @@ def simulation_run(*, workspace: Workspace, customers: int, months: int, seed: i
                 chunk = chunk_generate(params, index)
                 with transaction.atomic():
                     ids = chunk_write(sink=sink, chunk=chunk, workspace_id=workspace.pk, seed=seed, end_us=end_us,
-                                      tag_ids=tag_ids, phase=lambda name: report(name, done, events))
+                                      tag_ids=tag_ids,
+                                      phase=lambda name, d=done, e=events: report(name, d, e))
                 observed = (end_us - chunk.first_us) / DAY_US
                 first_iso = np.datetime_as_string(chunk.first_us.astype("datetime64[us]"), unit="s").tolist()
                 out.writerows(zip(ids, range(chunk.offset, chunk.offset + chunk.n),

@@ -52,7 +52,7 @@ class Sink:
                     f"SELECT nextval(pg_get_serial_sequence('{table}', 'id')) FROM generate_series(1, %s)", [count])
                 return np.array([row[0] for row in cursor.fetchall()], dtype=np.int64)
             # SQLite: the chunk's transaction holds the write lock, so max(id) cannot move under us
-            cursor.execute(f"SELECT COALESCE(MAX(id), 0) FROM {table}")  # noqa: S608
+            cursor.execute(f"SELECT COALESCE(MAX(id), 0) FROM {table}")
             start = cursor.fetchone()[0] + 1
             return np.arange(start, start + count, dtype=np.int64)
 
@@ -65,17 +65,17 @@ class Sink:
             else:
                 marks = ", ".join("?" for _ in columns)
                 cursor.cursor.executemany(
-                    f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)  # noqa: S608
+                    f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
 
 
-def _properties(chunk: Chunk, seed: int, aux: np.ndarray) -> list[bytes]:
+def _properties(chunk: Chunk, seed: int, aux: np.ndarray, lo: int, hi: int) -> list[bytes]:
     """Valid catalogue properties for every event (order_paid: order_id + amount_fen, …)."""
     out: list[bytes] = []
     types = chunk.event_types
     dumps = orjson.dumps
     for ev_type, cust, seq, amount, channel, extra in zip(
-            chunk.ev_type.tolist(), chunk.ev_customer.tolist(), chunk.ev_seq.tolist(), chunk.ev_amount.tolist(),
-            chunk.ev_channel.tolist(), aux.tolist(), strict=True):
+            chunk.ev_type[lo:hi].tolist(), chunk.ev_customer[lo:hi].tolist(), chunk.ev_seq[lo:hi].tolist(),
+            chunk.ev_amount[lo:hi].tolist(), chunk.ev_channel[lo:hi].tolist(), aux.tolist(), strict=True):
         name = types[ev_type]
         if name == "order_paid":
             props = {"order_id": f"S{seed}-{chunk.offset + cust}-{seq}", "amount_fen": amount}
@@ -158,8 +158,8 @@ def chunk_write(*, sink: Sink, chunk: Chunk, workspace_id: int, seed: int, end_u
     phase("写入授权与标签 consent & tags")
     consent_rows = []
     tag_rows = []
-    for i, (cid, code, ts, marketing, lastc) in enumerate(zip(
-            customer_ids.tolist(), channel_codes, first, chunk.marketing_consent.tolist(), last, strict=True)):
+    for cid, code, ts, marketing, lastc in zip(
+            customer_ids.tolist(), channel_codes, first, chunk.marketing_consent.tolist(), last, strict=True):
         consent_rows.append((workspace_id, cid, "personal_data", True, code, "simulated arrival", ts))
         if marketing:
             consent_rows.append((workspace_id, cid, "marketing", True, code, "simulated opt-in", ts))
@@ -177,28 +177,39 @@ def chunk_write(*, sink: Sink, chunk: Chunk, workspace_id: int, seed: int, end_u
 
     phase("写入事件 events")
     rows = event_identity_rows(chunk)
-    ev_identity = identity_ids[rows].tolist()
-    occurred = timestamps(chunk.ev_us, postgres=pg)
     aux = np.random.Generator(np.random.PCG64([seed, chunk.offset, 7])).integers(0, 1_000_000, size=chunk.events)
-    props = [p.decode() for p in _properties(chunk, seed, aux)]
-    types = [chunk.event_types[t] for t in chunk.ev_type.tolist()]
-    ev_channel = chunk.ev_channel.tolist()
-    channels = [CHANNEL_CODES[c] if c >= 0 else "" for c in ev_channel]
+    # written in slices so the Python rows in flight stay small whatever the chunk's size
+    for lo in range(0, chunk.events, EVENT_SLICE):
+        hi = min(chunk.events, lo + EVENT_SLICE)
+        _events_write(sink=sink, chunk=chunk, lo=lo, hi=hi, identity_ids=identity_ids[rows[lo:hi]],
+                      aux=aux[lo:hi], workspace_id=workspace_id, seed=seed)
+    return customer_ids.tolist()
+
+
+EVENT_SLICE = 100_000
+
+
+def _events_write(*, sink: Sink, chunk: Chunk, lo: int, hi: int, identity_ids: np.ndarray, aux: np.ndarray,
+                  workspace_id: int, seed: int) -> None:
+    customers = chunk.ev_customer[lo:hi].tolist()
+    seqs = chunk.ev_seq[lo:hi].tolist()
+    occurred = timestamps(chunk.ev_us[lo:hi], postgres=sink.postgres)
+    props = [p.decode() for p in _properties(chunk, seed, aux, lo, hi)]
+    types = [chunk.event_types[t] for t in chunk.ev_type[lo:hi].tolist()]
+    channels = [CHANNEL_CODES[c] if c >= 0 else "" for c in chunk.ev_channel[lo:hi].tolist()]
     # UTM only on the arrival touch (the first event of a customer)
-    arrival = (chunk.ev_seq == 0).tolist()
+    arrival = [s == 0 for s in seqs]
     utm_source = [ch if a else "" for ch, a in zip(channels, arrival, strict=True)]
     utm_medium = [MEDIUM_BY_CATEGORY[BY_CODE[ch].category] if a and ch else ""
                   for ch, a in zip(channels, arrival, strict=True)]
     utm_campaign = ["sim-acquisition" if a else "" for a in arrival]
-    event_ids = [f"sim{seed}-{chunk.offset + c}-{s}"
-                 for c, s in zip(chunk.ev_customer.tolist(), chunk.ev_seq.tolist(), strict=True)]
-    n_events = chunk.events
-    empty = [""] * n_events
+    event_ids = [f"sim{seed}-{chunk.offset + c}-{s}" for c, s in zip(customers, seqs, strict=True)]
+    count = hi - lo
+    empty = [""] * count
     sink.write(
         "customers_event",
         ("workspace_id", "event_id", "type", "occurred_at", "received_at", "identity_id", "channel", "utm_source",
          "utm_medium", "utm_campaign", "utm_content", "utm_term", "properties"),
-        zip([workspace_id] * n_events, event_ids, types, occurred, occurred, ev_identity, channels, utm_source,
-            utm_medium, utm_campaign, empty, empty, props, strict=True),
+        zip([workspace_id] * count, event_ids, types, occurred, occurred, identity_ids.tolist(), channels,
+            utm_source, utm_medium, utm_campaign, empty, empty, props, strict=True),
     )
-    return customer_ids.tolist()
