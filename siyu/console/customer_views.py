@@ -51,6 +51,7 @@ def _page_number(request, key: str = "page") -> int:
 @console_view()
 def customer_list(request):
     search = _filter_from(request)
+    language = get_language() or "zh-hans"
     queryset = customer_search(workspace=request.workspace, membership=request.membership, search=search)
     paginator = Paginator(queryset, PAGE_SIZE)
     page_obj = paginator.get_page(_page_number(request))
@@ -60,10 +61,10 @@ def customer_list(request):
     return page(request, "console/customer_list.html", {
         "search": search,
         "page_obj": page_obj,
-        "rows": customer_rows(customers=page_obj.object_list, membership=request.membership),
+        "rows": customer_rows(customers=page_obj.object_list, membership=request.membership, language=language),
         "tags": tags,
         "manual_tags": [tag for tag in tags if tag.kind == TagKind.MANUAL],
-        "channels": [(channel.code, channel_label(channel.code, get_language() or "zh-hans")) for channel in CHANNELS],
+        "channels": [(channel.code, channel_label(channel.code, language)) for channel in CHANNELS],
         "query_string": query.urlencode(),
     }, active="customers")
 
@@ -79,23 +80,24 @@ def customer_detail(request, customer_id: int):
     latest_consents, consent_history = customer_consents(customer=customer)
     timeline = Paginator(customer_events(customer=customer), TIMELINE_PAGE_SIZE).get_page(
         _page_number(request, "events_page"))
-    labels = event_labels(workspace=workspace, language=get_language() or "zh-hans")
+    language = get_language() or "zh-hans"
+    labels = event_labels(workspace=workspace, language=language)
     events = [{"event": event, "label": labels.get(event.type, event.type),
-               "channel_label": channel_label(event.channel) if event.channel else ""}
+               "channel_label": channel_label(event.channel, language) if event.channel else ""}
               for event in timeline.object_list]
     tag_rows = customer_tag_list(customer=customer)
     has_tags = {row.tag_id for row in tag_rows}
     return page(request, "console/customer_detail.html", {
         "customer": customer,
         "personal": personal,
-        "first_channel_label": channel_label(customer.first_channel),
+        "first_channel_label": channel_label(customer.first_channel, language),
         "identities": customer_identities(customer=customer, membership=membership),
         "customer_tags": tag_rows,
         "addable_tags": Tag.objects.filter(workspace=workspace, kind=TagKind.MANUAL).exclude(pk__in=has_tags)
                         .select_related("group"),
         "latest_consents": latest_consents,
         "consent_history": consent_history,
-        "touches": customer_channel_touches(customer=customer),
+        "touches": customer_channel_touches(customer=customer, language=language),
         "timeline": timeline,
         "events": events,
         "merges": customer_merge_history(customer=customer),

@@ -123,13 +123,13 @@ def customer_personal_data(*, customer: Customer, membership: Membership) -> Per
     return PersonalData(name=mask_name(name), phone=mask_phone(phone), in_clear=False)
 
 
-def customer_rows(*, customers, membership: Membership) -> list[dict]:
+def customer_rows(*, customers, membership: Membership, language: str = "zh-hans") -> list[dict]:
     """List rows for a page of customers, with personal data as the role may see it."""
     rows = []
     for customer in customers:
         personal = customer_personal_data(customer=customer, membership=membership)
         rows.append({"customer": customer, "name": personal.name, "phone": personal.phone,
-                     "first_channel_label": channel_label(customer.first_channel)})
+                     "first_channel_label": channel_label(customer.first_channel, language)})
     return rows
 
 
@@ -184,13 +184,14 @@ class ChannelTouch:
     is_first_arrival: bool
 
 
-def customer_channel_touches(*, customer: Customer) -> list[ChannelTouch]:
+def customer_channel_touches(*, customer: Customer, language: str = "zh-hans") -> list[ChannelTouch]:
     """Each distinct channel the customer's events came through, first arrival first."""
     rows = (Event.objects.filter(workspace_id=customer.workspace_id, identity_id__in=_identity_ids(customer))
             .exclude(channel="").values("channel")
             .annotate(first_at=Min("occurred_at"), last_at=Max("occurred_at"), events=Count("pk"))
             .order_by("first_at"))
-    touches = [ChannelTouch(channel=row["channel"], label=channel_label(row["channel"]), first_at=row["first_at"],
+    touches = [ChannelTouch(channel=row["channel"], label=channel_label(row["channel"], language),
+                            first_at=row["first_at"],
                             last_at=row["last_at"], events=row["events"],
                             is_first_arrival=row["channel"] == customer.first_channel)
                for row in rows]

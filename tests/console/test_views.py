@@ -64,6 +64,7 @@ def test_dashboard_shows_real_rollups_as_chart_data(workspace, clients, ann):
     assert [series["name"] for series in charts["channel_matrix"]["series"]] == ["小红书"]
     assert sum(charts["events_daily"]["y"]) == 2
     assert response.context["summary"]["customers_total"] == 1
+    assert "channel-matrix-table" in body  # the same numbers as a table
 
 
 def test_dashboard_without_data_draws_nothing_invented(workspace, clients):
@@ -73,14 +74,17 @@ def test_dashboard_without_data_draws_nothing_invented(workspace, clients):
     assert "统计尚未生成" in response.content.decode()
 
 
-def test_english_switch(clients):
+def test_english_switch(clients, ann):
     client = clients["operator"]
     response = client.post(reverse("set_language"), {"language": "en", "next": "/"})
     assert response.status_code == 302
     body = client.get(reverse("console:dashboard")).content.decode()
     assert "New private-domain customers per channel per month" in body and "Coming soon" in body
     assert "各渠道每月新增私域客户" not in body
-    assert "Customers" in client.get(reverse("console:customer_list")).content.decode()
+    listing = client.get(reverse("console:customer_list")).content.decode()
+    assert "Customers" in listing and "Xiaohongshu" in listing and "小红书" not in listing
+    detail = client.get(detail_url(ann)).content.decode()
+    assert "Order paid" in detail and "Mini-program" in detail and "Event timeline" in detail
 
 
 def test_not_built_page_is_honest(clients):
