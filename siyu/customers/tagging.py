@@ -11,8 +11,8 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from django.db import IntegrityError, transaction
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
 from django.db.models.fields.json import KeyTransform
 from django.utils import timezone
 
@@ -279,6 +279,25 @@ def _tag_in(workspace: Workspace, tag: Tag) -> Tag:
     return _tag(workspace, tag.pk)
 
 
+def _insert_customer_tags(*, workspace: Workspace, tag: Tag, customers: QuerySet[Customer], source: str,
+                          added_by_id: int | None) -> int:
+    """INSERT … SELECT the customers' ids, skipping those already tagged; returns how many rows were added.
+
+    Set-based on purpose: building 100k model instances costs far more than the insert itself.
+    """
+    select_sql, select_params = customers.order_by().values(chosen_id=F("pk")).query.sql_with_params()
+    table = connection.ops.quote_name(CustomerTag._meta.db_table)
+    columns = ", ".join(connection.ops.quote_name(CustomerTag._meta.get_field(name).column)
+                        for name in ("workspace", "customer", "tag", "source", "added_by", "added_at"))
+    # "WHERE 1 = 1" keeps SQLite from reading ON CONFLICT as a join constraint.
+    sql = (f"INSERT INTO {table} ({columns}) SELECT %s, chosen.chosen_id, %s, %s, %s, %s FROM ({select_sql}) AS chosen"
+           " WHERE 1 = 1 ON CONFLICT DO NOTHING")
+    added_at = connection.ops.adapt_datetimefield_value(timezone.now())
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [workspace.pk, tag.pk, source, added_by_id, added_at, *select_params])
+        return max(cursor.rowcount, 0)
+
+
 @transaction.atomic
 def tags_bulk_add(*, workspace: Workspace, tag: Tag, customer_ids: Iterable[int], actor: Any = None,
                   source: str = "bulk") -> int:
@@ -293,14 +312,9 @@ def tags_bulk_add(*, workspace: Workspace, tag: Tag, customer_ids: Iterable[int]
         if tag.group.exclusive:
             displaced += CustomerTag.objects.filter(customer_id__in=chunk, tag__group_id=tag.group_id).exclude(
                 tag=tag).delete()[0]
-        have = set(CustomerTag.objects.filter(tag=tag, customer_id__in=chunk).values_list("customer_id", flat=True))
-        missing = [pk for pk in chunk if pk not in have]
-        CustomerTag.objects.bulk_create(
-            [CustomerTag(workspace=workspace, customer_id=pk, tag=tag, source=source, added_by=added_by)
-             for pk in missing],
-            batch_size=1000, ignore_conflicts=True,
-        )
-        added += len(missing)
+        added += _insert_customer_tags(
+            workspace=workspace, tag=tag, source=source, added_by_id=added_by.pk if added_by else None,
+            customers=Customer.objects.filter(workspace=workspace, status=CustomerStatus.ACTIVE, pk__in=chunk))
     audit_record(workspace=workspace, actor=actor, action="tag.bulk_add", target_type="tag", target_id=tag.pk,
                  requested=len(ids), added=added, displaced_in_group=displaced)
     return added
@@ -346,14 +360,11 @@ def rule_tags_refresh(*, workspace: Workspace, customer_ids: Iterable[int] | Non
                 if chunk is not None:
                     live = live.filter(pk__in=chunk)
                 matching = live.filter(condition)
-                new_ids = list(matching.exclude(customer_tags__tag=tag).values_list("pk", flat=True))
-                CustomerTag.objects.bulk_create(
-                    [CustomerTag(workspace=workspace, customer_id=pk, tag=tag, source="rule") for pk in new_ids],
-                    batch_size=1000, ignore_conflicts=True,
-                )
+                summary["added"] += _insert_customer_tags(
+                    workspace=workspace, tag=tag, source="rule", added_by_id=None,
+                    customers=matching.exclude(customer_tags__tag=tag))
                 stale = CustomerTag.objects.filter(tag=tag, customer__in=live).exclude(
                     customer_id__in=matching.values("pk"))
                 summary["removed"] += stale.delete()[0]
-                summary["added"] += len(new_ids)
         summary["tags"] += 1
     return summary
