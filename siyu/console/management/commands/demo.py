@@ -159,7 +159,9 @@ class Command(BaseCommand):
         def stop(*_):
             raise KeyboardInterrupt
 
+        # also SIGINT explicitly: a shell starting us in the background would have it ignored
         signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
         try:
             while all(child.poll() is None for child in children):
                 time.sleep(0.5)
