@@ -170,3 +170,19 @@ def test_compiled_query_agrees_with_pure_evaluation(workspace, now, rule, custom
         assert matched == {pk for pk, hit in expected.items() if hit}
         transaction.set_rollback(True)
     assert not Customer.objects.exists()
+
+
+@pytest.mark.django_db
+def test_property_types_compare_like_json(workspace, now):
+    """Numbers compare by value (2.0 is 2), a string "2" is not the number 2 — in SQL and in Python alike."""
+    rule = {"event": "view", "where": {"product_id": 2}}
+    expected = {}
+    for value in (2, 2.0, "2", 3, None):
+        customer, (identity,) = make_customer(workspace, at=now)
+        properties = {} if value is None else {"product_id": value}
+        make_event(workspace, identity, type="view", at=now, **properties)
+        expected[customer.pk] = rule_evaluate(rule, events=[EventFact("view", now, properties)], attributes={},
+                                              now=now)
+    assert list(expected.values()) == [True, True, False, False, False]
+    matched = set(rule_matching_customers(workspace=workspace, rule=rule, now=now).values_list("pk", flat=True))
+    assert matched == {pk for pk, hit in expected.items() if hit}
