@@ -37,6 +37,10 @@ class Dialect:
         """SQL expression: the Asia/Shanghai calendar day of a stored (UTC) timestamp column."""
         raise NotImplementedError
 
+    def session_setup(self) -> list[str]:
+        """Statements run at the start of a refresh transaction (tuning that must not leak out of it)."""
+        return []
+
     def upsert(self, key: Sequence[str], update: Sequence[str]) -> str:
         # Standard on PostgreSQL and SQLite >= 3.24 alike.
         sets = ", ".join(f"{column} = excluded.{column}" for column in update)
@@ -61,6 +65,10 @@ class PostgresDialect(Dialect):
 
     def local_day(self, column: str) -> str:
         return f"(({column}) AT TIME ZONE 'Asia/Shanghai')::date"
+
+    def session_setup(self) -> list[str]:
+        # A whole-history rollup sorts millions of (day, customer) pairs: keep that in memory.
+        return ["SET LOCAL work_mem = '256MB'"]
 
 
 class SqliteDialect(Dialect):
@@ -125,6 +133,10 @@ class RollupQueries:
         self.run = run
         self.using = using
         self.dialect = dialect_for(using)
+
+    def prepare(self) -> None:
+        for statement in self.dialect.session_setup():
+            self._execute(statement, [])
 
     def _execute(self, sql: str, params: Sequence[Any]) -> int:
         with connections[self.using].cursor() as cursor:

@@ -35,11 +35,12 @@ MAX_TRAILING_DAYS = 3660
 class RefreshReport:
     run: int
     full: bool
-    ranges: list[DayRange] = field(default_factory=list)
+    ranges: list[DayRange] = field(default_factory=list)  # every metric recomputed
+    active_only_ranges: list[DayRange] = field(default_factory=list)  # only active customers (merges)
 
     @property
     def days_recomputed(self) -> int:
-        return sum((r.last - r.first).days + 1 for r in self.ranges)
+        return sum((r.last - r.first).days + 1 for r in [*self.ranges, *self.active_only_ranges])
 
 
 def analytics_refresh(*, workspace: Workspace, days: int | None = None, today: date | None = None,
@@ -60,21 +61,28 @@ def analytics_refresh(*, workspace: Workspace, days: int | None = None, today: d
         # Read the watermark first: events stored while we work are picked up by the next run.
         through = queries.last_event_id()
         full = days is None or state.refreshed_at is None
+        queries.prepare()
         if full:
             span = queries.event_day_span()
-            ranges = [span] if span else []
+            event_ranges = [span] if span else []
+            active_only: list[DayRange] = []
         else:
-            dirty = {today - timedelta(days=back) for back in range(days)}
-            dirty |= queries.days_of_events_after(state.event_id_through)
+            event_days = {today - timedelta(days=back) for back in range(days)}
+            event_days |= queries.days_of_events_after(state.event_id_through)
             changed = (MergeRecord.objects.using(using).filter(workspace=workspace)
                        .filter(Q(merged_at__gte=state.refreshed_at) | Q(unmerged_at__gte=state.refreshed_at))
                        .values_list("winner_id", "loser_id"))
-            dirty |= queries.days_of_customers_events([pk for pair in changed for pk in pair])
-            ranges = day_ranges(dirty)
-        for day_range in ranges:
+            # A merge changes who is active on the days its customers had events, not how many events.
+            merge_days = queries.days_of_customers_events([pk for pair in changed for pk in pair])
+            event_ranges = day_ranges(event_days)
+            active_only = day_ranges(merge_days - event_days)
+        for day_range in event_ranges:
             queries.events_for_days(day_range)
             queries.active_customers_for_days(day_range)
             queries.drop_stale(day_range, [Metric.EVENTS.value, Metric.ACTIVE_CUSTOMERS.value])
+        for day_range in active_only:
+            queries.active_customers_for_days(day_range)
+            queries.drop_stale(day_range, [Metric.ACTIVE_CUSTOMERS.value])
         if full:
             # Days outside the event span (all events of a workspace gone) keep no stale numbers.
             queries.drop_stale(DayRange(date(1, 1, 1), date(9999, 12, 31)),
@@ -84,4 +92,4 @@ def analytics_refresh(*, workspace: Workspace, days: int | None = None, today: d
         state.event_id_through = max(state.event_id_through, through)
         state.refreshed_at = started
         state.save(update_fields=["run", "event_id_through", "refreshed_at"])
-    return RefreshReport(run=queries.run, full=full, ranges=ranges)
+    return RefreshReport(run=queries.run, full=full, ranges=event_ranges, active_only_ranges=active_only)
