@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
@@ -28,8 +29,8 @@ from siyu.core.errors import SiyuError
 from siyu.core.models import Workspace
 from siyu.customers.event_catalogue import BUILTIN_BY_NAME, EventType
 from siyu.customers.event_validation import EventRejected, validate_event
-from siyu.customers.identity import Observation, identities_resolve
-from siyu.customers.models import Customer, Event, EventDefinition
+from siyu.customers.identity import Observation, Resolution, identities_resolve, sort_keys
+from siyu.customers.models import Customer, Event, EventDefinition, Identity
 
 EVENT_COLUMNS = ("workspace_id", "event_id", "type", "occurred_at", "received_at", "identity_id", "channel",
                  "utm_source", "utm_medium", "utm_campaign", "utm_content", "utm_term", "properties")
@@ -197,14 +198,31 @@ def _store(workspace: Workspace, valid: list[tuple[int, dict[str, Any]]], now: d
     return outcome
 
 
-def _resolve(workspace: Workspace, events: list[dict[str, Any]], *, attempts: int) -> list[Any]:
-    """Resolve each event's identities. Events with the same set of identities resolve alike, so they
-    are observed once (at their earliest time, with the channel of the first of them in the batch):
-    a browsing session of 30 page views costs one observation, not 30."""
+def _resolve(workspace: Workspace, events: list[dict[str, Any]], *, attempts: int) -> list[Resolution]:
+    """Resolve each event's identities to (customer, identity filed under).
+
+    Fast path, most traffic: every identity of the event is already known and all belong to one customer.
+    The resolver would change nothing for it and answer (that customer, best-ranked key), so we answer
+    that from one read. Everything else goes to identities_resolve, once per distinct set of identities
+    (a browsing session of 30 page views is one observation, at its earliest time)."""
+    known = _known_identities(workspace.pk, {key for event in events for key in event["keys"]})
+    results: list[Resolution | None] = [None] * len(events)
+    slow: list[int] = []
+    for position, event in enumerate(events):
+        keys = event["keys"]
+        owners = {known[key][1] for key in keys if key in known}
+        if len(owners) == 1 and all(key in known for key in keys):
+            results[position] = Resolution(customer_id=owners.pop(), identity_id=known[sort_keys(keys)[0]][0])
+        else:
+            slow.append(position)
+    if not slow:
+        return results  # type: ignore[return-value]
+
     group_of: list[int] = []
     groups: dict[frozenset, int] = {}
     observations: list[Observation] = []
-    for event in events:
+    for position in slow:
+        event = events[position]
         signature = frozenset(event["keys"])
         number = groups.get(signature)
         if number is None:
@@ -214,7 +232,47 @@ def _resolve(workspace: Workspace, events: list[dict[str, Any]], *, attempts: in
             observations[number].occurred_at = event["occurred_at"]
         group_of.append(number)
     resolved = identities_resolve(workspace=workspace, observations=observations, attempts=attempts)
-    return [resolved[number] for number in group_of]
+    for position, number in zip(slow, group_of, strict=True):
+        results[position] = resolved[number]
+    if len(slow) < len(events):
+        # The slow path may have merged a customer the fast path answered with: re-read the owners.
+        slow_positions = set(slow)
+        fast_ids = {result.identity_id for position, result in enumerate(results)
+                    if position not in slow_positions and result is not None}
+        owner_now = _identity_owners(list(fast_ids))
+        for result in results:
+            if result is not None and result.identity_id in owner_now:
+                result.customer_id = owner_now[result.identity_id]
+    return results  # type: ignore[return-value]
+
+
+def _known_identities(workspace_id: int, keys: set[tuple[str, str, str]]) -> dict[tuple[str, str, str], tuple[int, int]]:
+    """{(kind, namespace, value): (identity id, customer id)} for the keys already stored."""
+    values = sorted({key[2] for key in keys})
+    found: dict[tuple[str, str, str], tuple[int, int]] = {}
+    if not values:
+        return found
+    if connection.vendor == "postgresql":
+        table = connection.ops.quote_name(Identity._meta.db_table)
+        with _pg_cursor() as cursor:
+            # The values travel as one JSON document: no per-element quoting in Python.
+            cursor.execute(f"SELECT kind, namespace, value, id, customer_id FROM {table} WHERE workspace_id = %s "
+                           "AND value = ANY(ARRAY(SELECT jsonb_array_elements_text(%s::jsonb)))",
+                           [workspace_id, orjson.dumps(values).decode()], prepare=False)
+            rows = cursor.fetchall()
+    else:
+        rows = []
+        for start in range(0, len(values), 500):
+            rows += Identity.objects.filter(workspace_id=workspace_id, value__in=values[start:start + 500]).values_list(
+                "kind", "namespace", "value", "id", "customer_id")
+    for kind, namespace, value, pk, customer_id in rows:
+        if (kind, namespace, value) in keys:
+            found[(kind, namespace, value)] = (pk, customer_id)
+    return found
+
+
+def _identity_owners(identity_ids: list[int]) -> dict[int, int]:
+    return dict(Identity.objects.filter(pk__in=identity_ids).values_list("pk", "customer_id"))
 
 
 def _existing_ids(workspace_id: int, ids: list[str]) -> set[str]:

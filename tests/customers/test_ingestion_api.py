@@ -297,3 +297,21 @@ def test_epoch_millis_and_naive_times(client, api_secret, now):
     assert abs(stored["ms"] - moment) < timedelta(milliseconds=1)
     assert stored["naive"] == moment  # naive times are Beijing time
     assert orjson.loads(orjson.dumps(body))["results"][0]["customer_id"]
+
+
+def test_known_identities_follow_a_merge_made_earlier_in_the_same_batch(client, api_secret, recent):
+    first = post(client, api_secret, {"events": [
+        event("k1", recent - timedelta(minutes=30), identities=[{"kind": "openid", "namespace": "mp", "value": "o-A"}]),
+        event("k2", recent - timedelta(minutes=20), identities=[{"kind": "unionid", "value": "U"}]),
+    ]}).json()
+    older, younger = (r["customer_id"] for r in first["results"])
+    assert older != younger
+    body = post(client, api_secret, {"events": [
+        event("k3", recent, identities=[{"kind": "unionid", "value": "U"},
+                                         {"kind": "openid", "namespace": "mp", "value": "o-A"}]),
+        event("k4", recent, identities=[{"kind": "unionid", "value": "U"}]),  # all known: fast path
+    ]}).json()
+    assert [r["customer_id"] for r in body["results"]] == [older, older]
+    assert Customer.objects.get(pk=younger).merged_into_id == older
+    assert Event.objects.get(event_id="k4").identity_id == Identity.objects.get(kind="unionid").pk
+    assert Customer.objects.get(pk=older).last_seen_at == recent
