@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.db import IntegrityError, OperationalError, connection, transaction
+from django.db.models import BigIntegerField, Case, Value, When
 from django.utils import timezone
 
 from siyu.core.errors import SiyuError
@@ -253,9 +254,9 @@ def _resolve_once(workspace: Workspace, observations: Sequence[Observation]) -> 
             identity_ids[key] = row.pk
 
     # Both sides were live when each merge was decided, and merges are applied in that order.
-    for winner, loser, reason in merges:
-        customer_merge(workspace=workspace, winner_id=real_id.get(winner, winner),
-                       loser_id=real_id.get(loser, loser), reason=reason)
+    if merges:
+        _apply_merges(workspace, [(real_id.get(winner, winner), real_id.get(loser, loser), reason)
+                                  for winner, loser, reason in merges])
 
     results = []
     for obs, customer_id in zip(observations, chosen, strict=True):
@@ -350,18 +351,11 @@ def customer_merge(*, workspace: Workspace, winner_id: int, loser_id: int, reaso
         raise SiyuError("merge_not_live", "只能合并未被合并的客户", "Only customers that are not merged can be merged",
                         status=409)
 
-    moved_identity_ids = list(Identity.objects.filter(customer=loser).values_list("pk", flat=True))
-    Identity.objects.filter(pk__in=moved_identity_ids).update(customer=winner)
-    moved_consent_ids = list(ConsentRecord.objects.filter(customer=loser).values_list("pk", flat=True))
-    ConsentRecord.objects.filter(pk__in=moved_consent_ids).update(customer=winner)
-    winner_tags = set(CustomerTag.objects.filter(customer=winner).values_list("tag_id", flat=True))
-    copies = [
-        CustomerTag(workspace=workspace, customer=winner, tag_id=tag_id, source="merge")
-        for tag_id in CustomerTag.objects.filter(customer=loser).values_list("tag_id", flat=True)
-        if tag_id not in winner_tags
-    ]
-    added = CustomerTag.objects.bulk_create(copies)
+    return _apply_merges(workspace, [(winner.pk, loser.pk, reason)], actor=actor)[0]
 
+
+def _absorb(winner: Customer, loser: Customer) -> dict[str, list]:
+    """Fill the winner's profile from the loser in memory; returns {field: [before, after]} of what changed."""
     before = {name: _field_state(winner, name) for name in _RESTORABLE}
     if loser.first_seen_at < winner.first_seen_at:
         winner.first_seen_at = loser.first_seen_at
@@ -375,17 +369,74 @@ def customer_merge(*, workspace: Workspace, winner_id: int, loser_id: int, reaso
     if winner.owner_id is None and loser.owner_id is not None:
         winner.owner_id = loser.owner_id
     winner.attributes = {**loser.attributes, **winner.attributes}
-    winner.save()
-    changed = {name: [old, _field_state(winner, name)] for name, old in before.items()
-               if _field_state(winner, name) != old}
-    loser.status = CustomerStatus.MERGED
-    loser.merged_into = winner
-    loser.save(update_fields=["status", "merged_into"])
-    return MergeRecord.objects.create(
-        workspace=workspace, winner=winner, loser=loser, reason=reason, actor=actor,
-        moved_identity_ids=moved_identity_ids, moved_consent_ids=moved_consent_ids,
-        added_tag_ids=[row.pk for row in added], winner_before=changed,
-    )
+    return {name: [old, _field_state(winner, name)] for name, old in before.items()
+            if _field_state(winner, name) != old}
+
+
+def _reassign(model, moves: dict[int, int]) -> None:
+    """One UPDATE setting customer_id per row id."""
+    if moves:
+        model.objects.filter(pk__in=list(moves)).update(customer_id=Case(
+            *[When(pk=pk, then=Value(customer_id)) for pk, customer_id in moves.items()],
+            output_field=BigIntegerField()))
+
+
+def _apply_merges(workspace: Workspace, merges: Sequence[tuple[int, int, str]], actor=None) -> list[MergeRecord]:
+    """Apply merges in order with a fixed number of queries, whatever their number.
+
+    Each (winner, loser) behaves exactly as if merged alone at that point: the loser's identities and
+    consents (including what earlier merges of the batch gave it) move, its tags are copied where the
+    winner lacks them, its profile fills the winner's gaps. The caller holds the customers' row locks.
+    """
+    involved = sorted({customer_id for winner, loser, _ in merges for customer_id in (winner, loser)})
+    customers = {row.pk: row for row in Customer.objects.filter(workspace=workspace, pk__in=involved)}
+    identities: dict[int, set[int]] = {customer_id: set() for customer_id in involved}
+    for pk, customer_id in Identity.objects.filter(customer_id__in=involved).values_list("pk", "customer_id"):
+        identities[customer_id].add(pk)
+    consents: dict[int, set[int]] = {customer_id: set() for customer_id in involved}
+    for pk, customer_id in ConsentRecord.objects.filter(customer_id__in=involved).values_list("pk", "customer_id"):
+        consents[customer_id].add(pk)
+    tags: dict[int, set[int]] = {customer_id: set() for customer_id in involved}
+    for customer_id, tag_id in CustomerTag.objects.filter(customer_id__in=involved).values_list("customer_id",
+                                                                                                "tag_id"):
+        tags[customer_id].add(tag_id)
+
+    identity_moves: dict[int, int] = {}
+    consent_moves: dict[int, int] = {}
+    copies: list[tuple[int, CustomerTag]] = []  # (merge index, copy)
+    records = []
+    for index, (winner_id, loser_id, reason) in enumerate(merges):
+        winner, loser = customers[winner_id], customers[loser_id]
+        moved_identities, moved_consents = sorted(identities[loser_id]), sorted(consents[loser_id])
+        identities[winner_id].update(moved_identities)
+        identities[loser_id] = set()
+        consents[winner_id].update(moved_consents)
+        consents[loser_id] = set()
+        identity_moves.update(dict.fromkeys(moved_identities, winner_id))
+        consent_moves.update(dict.fromkeys(moved_consents, winner_id))
+        for tag_id in sorted(tags[loser_id] - tags[winner_id]):
+            copies.append((index, CustomerTag(workspace=workspace, customer_id=winner_id, tag_id=tag_id,
+                                              source="merge")))
+        tags[winner_id] |= tags[loser_id]
+        changed = _absorb(winner, loser)
+        loser.status, loser.merged_into_id = CustomerStatus.MERGED, winner_id
+        records.append(MergeRecord(
+            workspace=workspace, winner_id=winner_id, loser_id=loser_id, reason=reason, actor=actor,
+            moved_identity_ids=moved_identities, moved_consent_ids=moved_consents, added_tag_ids=[],
+            winner_before=changed,
+        ))
+
+    _reassign(Identity, identity_moves)
+    _reassign(ConsentRecord, consent_moves)
+    if copies:
+        created = CustomerTag.objects.bulk_create([copy for _, copy in copies])
+        for (index, _), row in zip(copies, created, strict=True):
+            records[index].added_tag_ids.append(row.pk)
+    Customer.objects.bulk_update([customers[customer_id] for customer_id in involved],
+                                 ["status", "merged_into", "first_seen_at", "first_channel", "last_seen_at",
+                                  "name_enc", "name_hash", "phone_enc", "phone_hash", "gender", "city", "owner",
+                                  "attributes"])
+    return MergeRecord.objects.bulk_create(records)
 
 
 @transaction.atomic
