@@ -119,7 +119,7 @@ class BrandParameters:
         """
         expected_purchases = self.r / self.alpha * self.horizon_days / 2 * 0.6
         other = max(1.0, self.events_per_customer - 1.5 - expected_purchases)
-        return other / (ACTIVITY_BASE_TOTAL * self.horizon_days / 2 * 0.85)
+        return other / (ACTIVITY_BASE_TOTAL * self.horizon_days / 2 * 0.78)
 
     def as_dict(self) -> dict:
         data = asdict(self)
