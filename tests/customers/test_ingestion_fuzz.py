@@ -53,7 +53,7 @@ def _recent(value, now):
     return value
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                    HealthCheck.too_slow])
 @given(body=_body, mangle=st.sampled_from(["none", "truncate", "bytes"]))
 def test_random_json_never_500_and_rejections_change_nothing(client, api_secret, body, mangle):
