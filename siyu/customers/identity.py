@@ -22,6 +22,7 @@ already holds a transaction open (ingestion does).
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -374,11 +375,62 @@ def _absorb(winner: Customer, loser: Customer) -> dict[str, list]:
 
 
 def _reassign(model, moves: dict[int, int]) -> None:
-    """One UPDATE setting customer_id per row id."""
-    if moves:
-        model.objects.filter(pk__in=list(moves)).update(customer_id=Case(
-            *[When(pk=pk, then=Value(customer_id)) for pk, customer_id in moves.items()],
-            output_field=BigIntegerField()))
+    """One UPDATE setting customer_id per row id (on PostgreSQL from two arrays, no per-row SQL)."""
+    if not moves:
+        return
+    if connection.vendor == "postgresql":
+        table = model._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f'UPDATE "{table}" AS t SET customer_id = v.customer_id '
+                "FROM unnest(%s::bigint[], %s::bigint[]) AS v(id, customer_id) WHERE t.id = v.id",
+                [list(moves), list(moves.values())],
+            )
+        return
+    model.objects.filter(pk__in=list(moves)).update(customer_id=Case(
+        *[When(pk=pk, then=Value(customer_id)) for pk, customer_id in moves.items()],
+        output_field=BigIntegerField()))
+
+
+_PROFILE_COLUMNS = (  # (column, PostgreSQL array type) for winners' profile updates
+    ("first_seen_at", "timestamptz"), ("first_channel", "text"), ("last_seen_at", "timestamptz"),
+    ("name_enc", "bytea"), ("name_hash", "text"), ("phone_enc", "bytea"), ("phone_hash", "text"),
+    ("gender", "text"), ("city", "text"), ("owner_id", "bigint"), ("attributes", "jsonb"),
+)
+
+
+def _customers_save(customers: list[Customer], losers: dict[int, int], winners: set[int]) -> None:
+    """Write merged losers (status, merged_into) and winners' profiles."""
+    if connection.vendor != "postgresql":
+        Customer.objects.bulk_update(customers, ["status", "merged_into", *[c for c, _ in _PROFILE_COLUMNS]])
+        return
+    with connection.cursor() as cursor:
+        if losers:
+            cursor.execute(
+                "UPDATE customers_customer AS t SET status = %s, merged_into_id = v.winner "
+                "FROM unnest(%s::bigint[], %s::bigint[]) AS v(id, winner) WHERE t.id = v.id",
+                [CustomerStatus.MERGED, list(losers), list(losers.values())],
+            )
+        rows = [row for row in customers if row.pk in winners]
+        if rows:
+            arrays = [[row.pk for row in rows]]
+            for column, _ in _PROFILE_COLUMNS:
+                values = [getattr(row, column) for row in rows]
+                if column == "attributes":
+                    values = [json.dumps(value) for value in values]
+                elif column.endswith("_enc"):
+                    values = [bytes(value) if value is not None else None for value in values]
+                arrays.append(values)
+            sets = ", ".join(f"{column} = v.{column}" for column, _ in _PROFILE_COLUMNS)
+            casts = ", ".join(f"%s::{kind if kind != 'jsonb' else 'text'}[]" for _, kind in _PROFILE_COLUMNS)
+            names = ", ".join(column for column, _ in _PROFILE_COLUMNS)
+            sets = sets.replace("attributes = v.attributes", "attributes = v.attributes::jsonb")
+            cursor.execute(
+                f"UPDATE customers_customer AS t SET {sets} FROM unnest(%s::bigint[], {casts}) "
+                f"AS v(id, {names}) WHERE t.id = v.id",
+                arrays,
+            )
+
 
 
 def _apply_merges(workspace: Workspace, merges: Sequence[tuple[int, int, str]], actor=None) -> list[MergeRecord]:
@@ -432,10 +484,9 @@ def _apply_merges(workspace: Workspace, merges: Sequence[tuple[int, int, str]], 
         created = CustomerTag.objects.bulk_create([copy for _, copy in copies])
         for (index, _), row in zip(copies, created, strict=True):
             records[index].added_tag_ids.append(row.pk)
-    Customer.objects.bulk_update([customers[customer_id] for customer_id in involved],
-                                 ["status", "merged_into", "first_seen_at", "first_channel", "last_seen_at",
-                                  "name_enc", "name_hash", "phone_enc", "phone_hash", "gender", "city", "owner",
-                                  "attributes"])
+    _customers_save([customers[customer_id] for customer_id in involved],
+                    losers={loser: winner for winner, loser, _ in merges},
+                    winners={winner for winner, _, _ in merges})
     return MergeRecord.objects.bulk_create(records)
 
 
