@@ -352,3 +352,10 @@ def test_bulk_tag_refused_for_analyst(workspace, clients, recent):
     tag = make_tag(workspace)
     response = clients["analyst"].post(reverse("console:tags_bulk_apply"), {"tag_id": tag.pk, "channel": "store"})
     assert response.status_code == 403 and not CustomerTag.objects.exists()
+
+
+def test_chinese_first_even_for_an_english_browser(members):
+    client = Client(HTTP_ACCEPT_LANGUAGE="en-US,en;q=0.9")
+    assert "用户名" in client.get(reverse("console:login")).content.decode()
+    client.post(reverse("set_language"), {"language": "en", "next": "/login/"})
+    assert "Username" in client.get(reverse("console:login")).content.decode()
