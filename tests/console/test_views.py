@@ -359,3 +359,13 @@ def test_chinese_first_even_for_an_english_browser(members):
     assert "用户名" in client.get(reverse("console:login")).content.decode()
     client.post(reverse("set_language"), {"language": "en", "next": "/login/"})
     assert "Username" in client.get(reverse("console:login")).content.decode()
+
+
+def test_merged_customer_page_points_to_the_survivor(workspace, clients, ann, recent):
+    twin = make_customer(workspace, at=recent + timedelta(hours=1), identities=[("openid", "app", "oT")])
+    make_tag(workspace)
+    customer_merge(workspace=workspace, winner_id=ann.pk, loser_id=twin.pk, reason="explicit")
+    body = clients["admin"].get(detail_url(twin)).content.decode()
+    assert f'href="{detail_url(ann)}"' in body and "已合并到" in body
+    assert 'id="tag-add-form"' not in body
+    assert 'id="tag-add-form"' in clients["admin"].get(detail_url(ann)).content.decode()
