@@ -32,9 +32,9 @@ def worker_database_url() -> str:
     db = connection.settings_dict
     if connection.vendor == "sqlite":
         name = str(db["NAME"])
-        if "memory" in name or not Path(name).is_absolute():
+        if "memory" in name:
             pytest.fail("the SQLite test database must be a file (tests/core/conftest.py)")
-        return f"sqlite:///{name}"
+        return f"sqlite:///{Path(name).resolve()}"
     auth = quote(db["USER"] or "", safe="")
     if db["PASSWORD"]:
         auth += ":" + quote(db["PASSWORD"], safe="")
