@@ -6,6 +6,9 @@ cd "$(dirname "$0")/.."
 source <(bash scripts/services.sh start)
 export SIYU_DATA_DIR=${SIYU_DATA_DIR:-$(pwd)/var/test}
 mkdir -p "$SIYU_DATA_DIR"
+# Tasks queued by the tests go to a queue of their own, never to a running demo's.
+export SIYU_QUEUE_FILE="$SIYU_DATA_DIR/tasks-test.sqlite3"
+rm -f "$SIYU_QUEUE_FILE"*
 if [ "${CI:-}" = "true" ]; then
   export SIYU_REQUIRE_SERVICES=1
   for var in SIYU_TEST_PG_URL SIYU_TEST_REDIS_URL SIYU_CHROMIUM; do

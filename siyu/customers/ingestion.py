@@ -25,6 +25,7 @@ from django.conf import settings
 from django.db import DatabaseError, IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 
+from siyu.core.domain_events import events_ingested
 from siyu.core.errors import SiyuError
 from siyu.core.models import Workspace
 from siyu.customers.event_catalogue import BUILTIN_BY_NAME, EventType
@@ -195,6 +196,8 @@ def _store(workspace: Workspace, valid: list[tuple[int, dict[str, Any]]], now: d
         if moment > latest.get(resolution.customer_id, moment - timedelta(seconds=1)):
             latest[resolution.customer_id] = moment
     _touch_last_seen(latest)
+    # Delivered on commit: rule tags and rollups react to what arrived (nothing on rollback).
+    events_ingested(workspace.pk, list(latest))
     return outcome
 
 

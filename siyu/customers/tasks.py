@@ -40,7 +40,9 @@ def rule_tags_refresh_daily() -> int:
 
 
 def _on_customers_changed(*, workspace_id: int, customer_ids: list[int]) -> None:
-    rule_tags_refresh_task(workspace_id, customer_ids)
+    # Most ingestion batches land in workspaces without rule tags: don't queue work for nothing.
+    if Tag.objects.filter(workspace_id=workspace_id, kind=TagKind.RULE).exists():
+        rule_tags_refresh_task(workspace_id, customer_ids)
 
 
 def _on_rule_tag_changed(*, workspace_id: int, tag_id: int) -> None:
