@@ -212,7 +212,8 @@ def main() -> None:
     ratio = results["large"]["per_second"] / results["small"]["per_second"]
     uses_index = "customers_identity_workspace_id_value" in plan or "Index" in plan
     print(f"large/small throughput ratio: {ratio:.2f}")
-    print("plan of the identity look-up (2500 values) on the large workspace:\n" + plan)
+    print("plan of the identity look-up (2500 values) on the large workspace:\n"
+          + "\n".join(line[:160] for line in plan.splitlines()))
 
     if args.write_results:
         from django.db import connection

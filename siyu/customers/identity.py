@@ -207,7 +207,7 @@ def _resolve_once(workspace: Workspace, observations: Sequence[Observation]) -> 
 
     # Lock every stored customer we are about to change (new identities, merges), in id order, then check
     # that what we read still holds: a concurrent merge/un-merge may have moved identities meanwhile.
-    touched = {live(owner[key]) for key in all_keys if key not in identity_ids}
+    touched = {owner[key] for key in all_keys if key not in identity_ids}
     for winner, loser, _ in merges:
         touched.update((winner, loser))
     touched = {customer_id for customer_id in touched if customer_id > 0}
@@ -246,8 +246,9 @@ def _resolve_once(workspace: Workspace, observations: Sequence[Observation]) -> 
             if key not in identity_ids:
                 seen_at[key] = min(seen_at.get(key, obs.occurred_at), obs.occurred_at)
     for key, when in seen_at.items():
+        # On the customer that claimed it; a later merge in this batch moves it (and its record says so).
         new_identities[key] = Identity(
-            workspace=workspace, customer_id=final(owner[key]), kind=key[0], namespace=key[1], value=key[2],
+            workspace=workspace, customer_id=real_id.get(owner[key], owner[key]), kind=key[0], namespace=key[1], value=key[2],
             first_seen_at=when, last_seen_at=when,
         )
     if new_identities:

@@ -461,3 +461,19 @@ def test_bad_keys_are_refused_and_change_nothing(workspace, keys, code):
     assert refused.value.code == code
     assert not Identity.objects.filter(workspace=workspace).exists()
     assert not Customer.objects.filter(workspace=workspace).exists()
+
+
+def test_unmerge_of_a_merge_decided_inside_a_batch(workspace):
+    """Found by the state machine: a customer created and merged away in the same batch comes back whole."""
+    at = lambda minutes: BASE + timedelta(minutes=minutes)  # noqa: E731
+    u1, u3, lead = ("unionid", "", "1"), ("unionid", "", "3"), ("lead", "douyin", "2")
+    identities_resolve(workspace=workspace, observations=[
+        Observation([u3], at(31)), Observation([u1], at(0)), Observation([lead, u1], at(33)),
+        Observation([u1, u3, u1], at(0)),
+    ])
+    record = MergeRecord.objects.get(workspace=workspace)
+    u3_identity = Identity.objects.get(workspace=workspace, kind="unionid", value="3")
+    assert record.moved_identity_ids == [u3_identity.pk]
+    assert u3_identity.customer_id == record.winner_id
+    customer_unmerge(workspace=workspace, record_id=record.pk)
+    assert Identity.objects.get(pk=u3_identity.pk).customer_id == record.loser_id
