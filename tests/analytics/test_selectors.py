@@ -17,7 +17,7 @@ from siyu.analytics.selectors import (
     events_daily,
 )
 from siyu.analytics.services import analytics_refresh
-from siyu.analytics.tasks import analytics_refresh_hourly, analytics_refresh_task
+from siyu.analytics.tasks import analytics_refresh_recent, analytics_refresh_task
 from siyu.channels.services import channels_install_defaults
 from siyu.core.errors import SiyuError
 from siyu.core.timeutil import local_day
@@ -130,7 +130,7 @@ def test_management_command(brand, capsys):
 
 def test_tasks_run_the_same_refresh(brand, other_workspace):
     assert analytics_refresh_task.call_local(brand.pk, None) == 1
-    analytics_refresh_hourly.call_local()
+    analytics_refresh_recent.call_local()
     assert RefreshState.objects.get(workspace=brand).run == 2
     assert RefreshState.objects.get(workspace=other_workspace).run == 1
     assert stored_rollups(brand) == expected_rollups(brand)
