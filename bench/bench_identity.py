@@ -233,8 +233,9 @@ def main() -> None:
 
 `identities_resolve` on batches of {args.batch_size} observations, each batch in its own transaction as ingestion
 calls it; mix per batch: 70% known customers (openid, plus unionid when they have one), 20% new customers,
-10% linking one customer's official-account openid with another's unionid (one unionid merge each, through
-`customer_merge`). Workspaces filled directly in SQL with 2.5 identities per customer.
+10% linking one customer's official-account openid with another's unionid (one unionid merge each; a batch's
+merges are applied together with a fixed number of queries). Workspaces filled directly in SQL (INSERT … SELECT
+generate_series) with 2.5 identities per customer; the machine is shared with other work, so expect noise.
 
 | workspace | customers | fill | observations timed | observations/s | median batch | queries/batch | merges |
 |---|---|---|---|---|---|---|---|
