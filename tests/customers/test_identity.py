@@ -3,7 +3,15 @@ from datetime import timedelta
 import pytest
 
 from siyu.customers.identity import Observation, customer_merge, customer_unmerge, identities_resolve
-from siyu.customers.models import ConsentRecord, Customer, CustomerStatus, CustomerTag, Identity, Tag, TagGroup
+from siyu.customers.models import (
+    ConsentRecord,
+    Customer,
+    CustomerStatus,
+    CustomerTag,
+    Identity,
+    Tag,
+    TagGroup,
+)
 
 pytestmark = pytest.mark.django_db
 
