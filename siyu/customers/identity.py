@@ -32,6 +32,7 @@ from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import BigIntegerField, Case, Value, When
 from django.utils import timezone
 
+from siyu.core.domain_events import customers_changed
 from siyu.core.errors import SiyuError
 from siyu.core.models import Workspace
 from siyu.customers.models import (
@@ -488,6 +489,8 @@ def _apply_merges(workspace: Workspace, merges: Sequence[tuple[int, int, str]], 
     _customers_save([customers[customer_id] for customer_id in involved],
                     losers={loser: winner for winner, loser, _ in merges},
                     winners={winner for winner, _, _ in merges})
+    # Events follow identities: rule tags of the customers involved are re-evaluated on commit.
+    customers_changed(workspace.pk, involved)
     return MergeRecord.objects.bulk_create(records)
 
 
@@ -515,6 +518,7 @@ def customer_unmerge(*, workspace: Workspace, record_id: int, actor=None) -> Cus
     record.unmerged_at = timezone.now()
     record.unmerged_by = actor if getattr(actor, "is_authenticated", False) else None
     record.save(update_fields=["unmerged_at", "unmerged_by"])
+    customers_changed(workspace.pk, [winner.pk, loser.pk])
     return loser
 
 
