@@ -119,6 +119,8 @@ class Command(BaseCommand):
             first_ids = list(Customer.objects.filter(workspace=workspace).order_by("id")
                              .values_list("id", flat=True)[:200])
             Customer.objects.filter(id__in=first_ids).update(owner=memberships["service"].user)
+        self.stdout.write("==> 统计汇总 refreshing the dashboard rollups")
+        call_command("analytics_refresh", workspace=DEMO_SLUG, stdout=self.stdout, stderr=self.stderr)
         api_secret = demo_api_key(workspace)
         url = f"http://127.0.0.1:{options['port']}/"
         self._print_access(url, passwords, api_secret, serving=not options["no_serve"])
@@ -130,7 +132,7 @@ class Command(BaseCommand):
         lines = [
             "",
             "=" * 64,
-            f"  思域 Siyu 演示 · {DEMO_NAME}",
+            f"  私域 Siyu 演示 · {DEMO_NAME}",
             f"  控制台 Console:      {url}" + ("" if serving else "   (run `siyu demo` to start it)"),
             "  登录 Logins (用户名 / 密码):",
         ]
