@@ -83,3 +83,6 @@ class AuditLog(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["workspace", "target_type", "target_id"])]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.target_type}:{self.target_id}"

@@ -26,7 +26,7 @@ def membership_grant(*, workspace: Workspace, username: str, password: str | Non
     if role not in Role.values:
         raise SiyuError("invalid_role", "未知角色", "Unknown role")
     user_model = get_user_model()
-    user, created = user_model.objects.get_or_create(username=username)
+    user, _created = user_model.objects.get_or_create(username=username)
     if password is not None:
         user.set_password(password)
         user.save(update_fields=["password"])

@@ -142,6 +142,9 @@ class MergeRecord(models.Model):
     class Meta:
         indexes = [models.Index(fields=["workspace", "winner"]), models.Index(fields=["workspace", "loser"])]
 
+    def __str__(self) -> str:
+        return f"merge {self.loser_id} -> {self.winner_id} ({self.reason})"
+
 
 class TagGroup(models.Model):
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="tag_groups")
@@ -194,6 +197,9 @@ class CustomerTag(models.Model):
         constraints = [models.UniqueConstraint(fields=["customer", "tag"], name="customertag_unique")]
         indexes = [models.Index(fields=["workspace", "tag"])]
 
+    def __str__(self) -> str:
+        return f"{self.customer_id}:{self.tag_id}"
+
 
 class ConsentPurpose(models.TextChoices):
     MARKETING = "marketing", _("营销消息")
@@ -216,6 +222,9 @@ class ConsentRecord(models.Model):
     class Meta:
         indexes = [models.Index(fields=["customer", "purpose", "recorded_at"])]
 
+    def __str__(self) -> str:
+        return f"{self.customer_id} {self.purpose}={self.granted}"
+
 
 class EventDefinition(models.Model):
     """A workspace's own event type, on top of the built-in catalogue (siyu.customers.event_catalogue)."""
@@ -228,6 +237,9 @@ class EventDefinition(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["workspace", "name"], name="eventdef_unique_name")]
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class Event(models.Model):
@@ -254,3 +266,6 @@ class Event(models.Model):
             models.Index(fields=["identity", "occurred_at"]),
             models.Index(fields=["workspace", "type", "occurred_at"]),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.event_id}"
