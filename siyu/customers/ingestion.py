@@ -258,10 +258,13 @@ def _known_identities(workspace_id: int, keys: set[tuple[str, str, str]]) -> dic
     if connection.vendor == "postgresql":
         table = connection.ops.quote_name(Identity._meta.db_table)
         with _pg_cursor() as cursor:
-            # The values travel as one JSON document: no per-element quoting in Python.
-            cursor.execute(f"SELECT kind, namespace, value, id, customer_id FROM {table} WHERE workspace_id = %s "
-                           "AND value = ANY(ARRAY(SELECT jsonb_array_elements_text(%s::jsonb)))",
-                           [workspace_id, orjson.dumps(values).decode()], prepare=False)
+            # The values travel as one JSON document: no per-element quoting in Python. A join, not
+            # `value = ANY(ARRAY(subquery))`: with the array known only at run time PostgreSQL filtered the
+            # workspace's rows by a linear search of the array (~30 ms for 900 values); the join hashes them.
+            cursor.execute(f"SELECT i.kind, i.namespace, i.value, i.id, i.customer_id "
+                           "FROM (SELECT DISTINCT jsonb_array_elements_text(%s::jsonb) AS value) AS v "
+                           f"JOIN {table} AS i ON i.workspace_id = %s AND i.value = v.value",
+                           [orjson.dumps(values).decode(), workspace_id], prepare=False)
             rows = cursor.fetchall()
     else:
         rows = []
@@ -364,9 +367,13 @@ def _touch_last_seen(latest: dict[int, datetime]) -> None:
                 [",".join(str(pk) for pk, _ in ordered), ",".join(moment.isoformat() for _, moment in ordered)],
             )
         return
+    # SQLite: one UPDATE … FROM a VALUES list per 500 customers instead of one statement per customer.
+    ordered = [(pk, connection.ops.adapt_datetimefield_value(moment)) for pk, moment in sorted(latest.items())]
     with connection.cursor() as cursor:
-        cursor.executemany(
-            f"UPDATE {table} SET last_seen_at = %s WHERE id = %s AND last_seen_at < %s",
-            [(connection.ops.adapt_datetimefield_value(moment), pk, connection.ops.adapt_datetimefield_value(moment))
-             for pk, moment in sorted(latest.items())],
-        )
+        for start in range(0, len(ordered), 500):
+            chunk = ordered[start:start + 500]
+            cursor.execute(
+                f"WITH v(id, t) AS (VALUES {', '.join(['(%s, %s)'] * len(chunk))}) "
+                f"UPDATE {table} SET last_seen_at = v.t FROM v WHERE {table}.id = v.id AND {table}.last_seen_at < v.t",
+                [value for row in chunk for value in row],
+            )
