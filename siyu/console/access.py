@@ -50,3 +50,13 @@ def error_page(request, error: SiyuError):
 
 
 MANAGER_ROLES = frozenset({"admin", "operator"})
+
+
+def posted_object(request, model, field: str, what_zh: str, what_en: str):
+    """The row of ``model`` in the current workspace whose id the form posted as ``field``, or a 404."""
+    raw = request.POST.get(field, "")
+    row = model.objects.filter(workspace=request.workspace, pk=raw).first() if raw.isdigit() else None
+    if row is None:
+        raise SiyuError("not_found", f"{what_zh}不存在", f"{what_en} not found", status=404)
+    return row
+

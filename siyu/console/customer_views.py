@@ -9,7 +9,7 @@ from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from siyu.console.access import MANAGER_ROLES, console_view
+from siyu.console.access import MANAGER_ROLES, console_view, posted_object
 from siyu.console.rendering import page
 from siyu.core.channel_codes import CHANNELS, channel_label
 from siyu.core.errors import SiyuError
@@ -106,11 +106,7 @@ def customer_detail(request, customer_id: int):
 
 
 def _tag_from_post(request) -> Tag:
-    tag_id = request.POST.get("tag_id", "")
-    tag = Tag.objects.filter(workspace=request.workspace, pk=tag_id).first() if tag_id.isdigit() else None
-    if tag is None:
-        raise SiyuError("not_found", "标签不存在", "Tag not found", status=404)
-    return tag
+    return posted_object(request, Tag, "tag_id", "标签", "Tag")
 
 
 @require_POST

@@ -9,12 +9,11 @@ from django.shortcuts import redirect
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from siyu.console.access import MANAGER_ROLES, console_view
-from siyu.console.customer_views import _tag_from_post
+from siyu.console.access import MANAGER_ROLES, console_view, posted_object
 from siyu.console.rendering import page
 from siyu.core.errors import SiyuError
 from siyu.customers import tagging
-from siyu.customers.models import TagGroup, TagKind
+from siyu.customers.models import Tag, TagGroup, TagKind
 from siyu.customers.selectors import CustomerFilter, customer_search, tag_groups_with_counts
 
 
@@ -31,14 +30,6 @@ RULE_EXAMPLE = {"all": [{"event": "order_paid", "min_count": 2, "within_days": 9
                         {"attribute": "first_channel", "equals": "store"}]}
 
 
-def _group_from_post(request) -> TagGroup:
-    group_id = request.POST.get("group_id", "")
-    group = TagGroup.objects.filter(workspace=request.workspace, pk=group_id).first() if group_id.isdigit() else None
-    if group is None:
-        raise SiyuError("not_found", "标签组不存在", "Tag group not found", status=404)
-    return group
-
-
 @require_POST
 @console_view(edit=True, roles=MANAGER_ROLES)
 def tag_group_create(request):
@@ -51,7 +42,7 @@ def tag_group_create(request):
 @require_POST
 @console_view(edit=True, roles=MANAGER_ROLES)
 def tag_create(request):
-    group = _group_from_post(request)
+    group = posted_object(request, TagGroup, "group_id", "标签组", "Tag group")
     rule_text = request.POST.get("rule", "").strip()
     if rule_text:
         try:
@@ -72,7 +63,7 @@ def tag_create(request):
 @console_view(edit=True)
 def tags_bulk_apply(request):
     """Tag every customer matching the list page's filter (the one the staff member sees)."""
-    tag = _tag_from_post(request)
+    tag = posted_object(request, Tag, "tag_id", "标签", "Tag")
     search = CustomerFilter.from_dict({"q": request.POST.get("q", ""), "channel": request.POST.get("channel", ""),
                                        "tag_id": request.POST.get("filter_tag", "") or None})
     if search.is_empty and request.POST.get("confirm_all") != "on":

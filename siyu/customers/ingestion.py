@@ -193,7 +193,7 @@ def _store(workspace: Workspace, valid: list[tuple[int, dict[str, Any]]], now: d
             continue
         outcome[index] = resolution.customer_id
         moment = event["occurred_at"]
-        if moment > latest.get(resolution.customer_id, moment - timedelta(seconds=1)):
+        if resolution.customer_id not in latest or moment > latest[resolution.customer_id]:
             latest[resolution.customer_id] = moment
     _touch_last_seen(latest)
     # Delivered on commit: rule tags and rollups react to what arrived (nothing on rollback).
@@ -232,7 +232,9 @@ def _resolve(workspace: Workspace, events: list[dict[str, Any]], *, attempts: in
             number = groups[signature] = len(observations)
             observations.append(Observation(list(event["keys"]), event["occurred_at"], event["channel"]))
         elif event["occurred_at"] < observations[number].occurred_at:
+            # A new customer's first arrival is the earliest event: its time and its channel together.
             observations[number].occurred_at = event["occurred_at"]
+            observations[number].channel = event["channel"]
         group_of.append(number)
     resolved = identities_resolve(workspace=workspace, observations=observations, attempts=attempts)
     for position, number in zip(slow, group_of, strict=True):

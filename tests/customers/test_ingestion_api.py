@@ -315,3 +315,13 @@ def test_known_identities_follow_a_merge_made_earlier_in_the_same_batch(client, 
     assert Customer.objects.get(pk=younger).merged_into_id == older
     assert Event.objects.get(event_id="k4").identity_id == Identity.objects.get(kind="unionid").pk
     assert Customer.objects.get(pk=older).last_seen_at == recent
+
+
+def test_new_customer_first_channel_is_that_of_its_earliest_event(client, api_secret, recent):
+    later = event("late", recent, channel="douyin")
+    earlier = event("early", recent - timedelta(hours=2), channel="xiaohongshu")
+    response = post(client, api_secret, {"events": [later, earlier]})  # later one listed first
+    assert response.json()["accepted"] == 2
+    customer = Customer.objects.get()
+    assert customer.first_channel == "xiaohongshu"
+    assert customer.first_seen_at == recent - timedelta(hours=2)
