@@ -38,6 +38,11 @@ INSTALLED_APPS = [
     "siyu.core",
     "siyu.customers",
     "siyu.channels",
+    "siyu.wechat",
+    "siyu.wechat.official",
+    "siyu.wechat.consumer",
+    "siyu.wechat.work",
+    "siyu.wechat.pay",
     "siyu.analytics",
     "siyu.console",
     "siyu.simulation",
@@ -172,3 +177,11 @@ SIYU_INGEST_MAX_BYTES = int(os.environ.get("SIYU_INGEST_MAX_BYTES", str(4 * 1024
 SIYU_INGEST_MAX_FUTURE_SECONDS = 600
 SIYU_INGEST_MAX_AGE_DAYS = 3 * 365
 DATA_UPLOAD_MAX_MEMORY_SIZE = SIYU_INGEST_MAX_BYTES + 1024
+
+# WeChat (SPEC W). Siyu's own public URL: WeChat calls it back, OAuth redirects to it.
+SIYU_PUBLIC_URL = os.environ.get("SIYU_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+# Simulator mode: when set, every request to a WeChat host goes to this base instead, as
+# {base}/{host}{path} (e.g. http://127.0.0.1:8766/api.weixin.qq.com/cgi-bin/token), and any other
+# host is refused. Production leaves it empty and talks to WeChat's servers.
+SIYU_WECHAT_BASE_URL = os.environ.get("SIYU_WECHAT_BASE_URL", "").rstrip("/")
+SIYU_WECHAT_TIMEOUT = float(os.environ.get("SIYU_WECHAT_TIMEOUT", "5"))

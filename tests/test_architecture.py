@@ -26,13 +26,16 @@ PURE_CONTRACT = "Pure domain modules stay free of Django (testable in microsecon
 # Higher rank may import lower rank; equal ranks are independent siblings. Analytics and the
 # simulator sit just below the console, so only the console can import analytics.
 RANKS = {
+    "wechat_sim": -1,  # the WeChat simulator is WeChat's side of the wire: it imports nothing of Siyu
     "core": 0,
     "customers": 1,
-    "channels": 2, "content": 2, "commerce": 2,
-    "engagement": 3,
-    "growth": 4,
-    "analytics": 5, "simulation": 5,
-    "console": 6,
+    "channels": 2,
+    "wechat": 3,
+    "content": 4, "commerce": 4,
+    "engagement": 5,
+    "growth": 6,
+    "analytics": 7, "simulation": 7,
+    "console": 8,
 }
 
 
@@ -68,7 +71,7 @@ def test_every_app_has_a_layer():
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
     layers = next(c for c in config["contracts"] if c["type"] == "layers")["layers"]
     placed = {name.strip().strip("()") for layer in layers for name in layer.split("|")}
-    missing = [app for app in apps() if f"siyu.{app}" not in placed]
+    missing = [app for app in apps() if f"siyu.{app}" not in placed and app != "wechat_sim"]
     assert not missing, f"place these apps in the layers contract of pyproject.toml: {missing}"
     assert not [app for app in apps() if app not in RANKS], "and give them a rank in RANKS above"
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
 from django.utils.translation import gettext_lazy as _
 
 
@@ -19,11 +19,18 @@ class NavItem:
 
     @property
     def built(self) -> bool:
-        return self.url_name is not None
+        """Built when its page exists: items name their page before it is written and light up after."""
+        if self.url_name is None:
+            return False
+        try:
+            reverse(self.url_name)
+        except NoReverseMatch:
+            return False
+        return True
 
     @property
     def url(self) -> str:
-        if self.url_name:
+        if self.built:
             return reverse(self.url_name)
         return reverse("console:not_built", args=[self.key])
 
@@ -37,7 +44,8 @@ class NavGroup:
 NAVIGATION: tuple[NavGroup, ...] = (
     NavGroup(_("概览"), (NavItem("dashboard", _("首页看板"), "console:dashboard"),)),
     NavGroup(_("流量入口"), (
-        NavItem("channels", _("渠道与渠道码")),
+        NavItem("channels", _("渠道活码"), "console:wechat_qrcodes"),
+        NavItem("contact_ways", _("企业微信「联系我」"), "console:wechat_contact_ways"),
         NavItem("lead_forms", _("线索表单")),
     )),
     NavGroup(_("内容"), (
@@ -49,6 +57,13 @@ NAVIGATION: tuple[NavGroup, ...] = (
         NavItem("tags", _("标签"), "console:tags"),
         NavItem("journeys", _("自动化旅程")),
         NavItem("community", _("社群运营")),
+    )),
+    NavGroup(_("微信生态"), (
+        NavItem("wechat_official", _("公众号"), "console:wechat_official"),
+        NavItem("wechat_work", _("企业微信"), "console:wechat_work"),
+        NavItem("wechat_consumer", _("小程序与网页授权"), "console:wechat_consumer"),
+        NavItem("wechat_pay", _("微信支付"), "console:wechat_pay"),
+        NavItem("wechat_apps", _("接入与接口健康"), "console:wechat_apps"),
     )),
     NavGroup(_("交易"), (
         NavItem("orders", _("订单")),

@@ -1,5 +1,5 @@
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import include, path
 
 from siyu.console import customer_views, tag_views, views
 
@@ -21,4 +21,5 @@ urlpatterns = [
     path("tags/groups/", tag_views.tag_group_create, name="tag_group_create"),
     path("tags/new/", tag_views.tag_create, name="tag_create"),
     path("tags/bulk/", tag_views.tags_bulk_apply, name="tags_bulk_apply"),
+    path("wechat/", include("siyu.console.wechat.urls")),
 ]

@@ -49,6 +49,19 @@ BUILTIN: tuple[EventType, ...] = (
     EventType("group_message", "社群发言", "Spoke in a community group", {"group_id": ("string", False)}),
     EventType("mini_program_open", "打开小程序", "Opened the mini-program", {"path": ("string", False)}),
     EventType("review", "评价", "Wrote a review", {"order_id": ("string", False), "rating": ("integer", False)}),
+    EventType("menu_click", "点击公众号菜单", "Clicked an official-account menu", {"key": ("string", False)}),
+    EventType("wechat_oauth", "网页授权", "Identified through WeChat web authorisation",
+              {"scope": ("string", False), "url": ("string", False)}),
+    EventType("mini_program_login", "小程序登录", "Logged in to the mini-program", {}),
+    EventType("phone_bound", "绑定手机号", "Bound a phone number", {"source": ("string", False)}),
+    EventType("wecom_edit", "企业微信资料变更", "WeCom contact edited", {"staff_id": ("string", False)},
+              interaction=False),
+    EventType("wecom_transfer", "客户转接", "Transferred to another staff member",
+              {"from_staff_id": ("string", False), "staff_id": ("string", False)}, interaction=False),
+    EventType("group_leave", "退出社群", "Left a community group", {"group_id": ("string", True)},
+              interaction=False),
+    EventType("payment_succeeded", "支付成功", "Payment succeeded",
+              {"out_trade_no": ("string", True), "amount_fen": ("fen", True)}),
 )
 BUILTIN_BY_NAME = {event_type.name: event_type for event_type in BUILTIN}
 PROPERTY_TYPES = frozenset({"string", "integer", "number", "boolean", "fen", "datetime"})

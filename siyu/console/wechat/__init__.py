@@ -1,0 +1,1 @@
+"""Console pages of the WeChat integration: credentials and API health (core) and one module per area."""

@@ -1,0 +1,3 @@
+"""Endpoints WeChat (or the consumer's WeChat client) calls for this area; mounted under /wx/official/."""
+
+urlpatterns: list = []
