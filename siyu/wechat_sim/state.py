@@ -5,6 +5,8 @@ Areas keep their own state in ``SimState.area(name, factory)`` so each module ow
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import random
 import secrets
 import time
@@ -35,13 +37,53 @@ class IssuedToken:
     revoked: bool = False
 
 
+@dataclass
+class SimUser:
+    """A simulated WeChat user. Their ids differ per app as WeChat's do: an openid per AppID, one unionid
+    per open-platform account (every app registered with the same ``extra["open_platform"]``, default
+    "default"), an external_userid per WeCom corp."""
+
+    key: str  # the simulator's own handle, e.g. "u00042"
+    nickname: str = ""
+    phone: str = ""  # "+86 138..." style is normalised by Siyu; here plain 11 digits
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _derived(prefix: str, *parts: str, length: int = 28) -> str:
+    digest = hashlib.sha256("|".join(parts).encode()).digest()
+    return prefix + base64.urlsafe_b64encode(digest).decode().rstrip("=")[: length - len(prefix)]
+
+
 class SimState:
     def __init__(self, *, seed: int = 0):
         self.random = random.Random(seed)
         self.apps: dict[str, SimApp] = {}
         self.tokens: dict[str, IssuedToken] = {}
+        self.users: dict[str, SimUser] = {}
         self.calls: list[tuple[float, str, str]] = []  # (time, host, path) of every API call, for tests
         self._areas: dict[str, Any] = {}
+
+    # --- users -----------------------------------------------------------------------------------
+    def user(self, key: str, **fields: Any) -> SimUser:
+        """The simulated user with this key, created on first use."""
+        if key not in self.users:
+            phone = fields.pop("phone", None) or f"13{self.random.randrange(10**9):09d}"
+            self.users[key] = SimUser(key, phone=phone, **fields)
+        return self.users[key]
+
+    def openid(self, user: SimUser, appid: str) -> str:
+        return _derived("o", "openid", appid, user.key)
+
+    def unionid(self, user: SimUser, appid: str) -> str:
+        app = self.apps.get(appid)
+        platform = app.extra.get("open_platform", "default") if app else "default"
+        return _derived("u", "unionid", platform, user.key)
+
+    def external_userid(self, user: SimUser, corpid: str) -> str:
+        return _derived("wm", "external_userid", corpid, user.key, length=32)
+
+    def user_by_openid(self, appid: str, openid: str) -> SimUser | None:
+        return next((user for user in self.users.values() if self.openid(user, appid) == openid), None)
 
     def area(self, name: str, factory: Callable[[], T]) -> T:
         if name not in self._areas:
