@@ -43,7 +43,16 @@ def rewrite(url: str, base: str) -> str:
     return urlunsplit((target.scheme, target.netloc, f"{target.path}/{host}{parts.path}", parts.query, ""))
 
 
-class SimulatorRoutingAdapter(HTTPAdapter):
+class TimeoutAdapter(HTTPAdapter):
+    """Gives every request ``SIYU_WECHAT_TIMEOUT`` unless the caller set one (wechatpy's token fetch sets none)."""
+
+    def send(self, request, **kwargs):
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = settings.SIYU_WECHAT_TIMEOUT
+        return super().send(request, **kwargs)
+
+
+class SimulatorRoutingAdapter(TimeoutAdapter):
     def __init__(self, base: str, **kwargs):
         self.base = base.rstrip("/")
         super().__init__(**kwargs)
@@ -57,10 +66,9 @@ def http_session() -> requests.Session:
     """A requests session for WeChat calls, routed to the simulator when simulator mode is on."""
     session = requests.Session()
     base = simulator_base()
-    if base:
-        adapter = SimulatorRoutingAdapter(base)
-        session.mount("https://", adapter)
-        session.mount("http://", adapter)
+    adapter = SimulatorRoutingAdapter(base) if base else TimeoutAdapter()
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
     return session
 
 
