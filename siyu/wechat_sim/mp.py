@@ -6,7 +6,7 @@ menus, ``user/info`` (with unionid), customer-service, template and mass message
   four times per month → 45028; ``mass/send`` needs 2–10,000 openids → 40130; a repeated ``clientmsgid``
   → 45065 (so a retried request never sends twice);
 - custom (customer-service) messages only within 48 hours of the user's last message or event → 45015,
-  and at most ``CUSTOM_MESSAGES_PER_WINDOW`` in that window → 45047;
+  and at most ``CUSTOM_MESSAGES_PER_WINDOW`` per user message → 45047;
 - template messages only to followers → 43004, a daily quota per template → 45009.
 What was sent is kept in ``MpState.sent`` so tests (and ``GET /_sim/mp/sent``) can look.
 
@@ -395,6 +395,22 @@ def deliver_callback(sim: Simulator, app: SimApp, xml: str) -> Delivery:
     if not app.callback_url:
         raise SimError(-1, f"app {app.appid} has no callback_url", status=400)
     mode = app.extra.get("message_mode", "safe" if app.encoding_aes_key else "plain")
+    delay = sim.faults.take("delay_callback", MP_HOST, "/callback")
+    if delay is not None:
+        time.sleep(min(float(delay.params.get("seconds", 0.2)), 5.0))
+    status, answer = _post_callback(sim, app, xml, mode)
+    attempts = 1
+    if sim.faults.take("duplicate_notify", MP_HOST, "/callback") is not None:
+        # WeChat's retry: the same message (same CreateTime / MsgId) in a new request, new nonce and timestamp.
+        status, answer = _post_callback(sim, app, xml, mode)
+        attempts = 2
+    reply = _reply_plain(app, answer, mode) if status == 200 else ""
+    with sim.lock:
+        mp(sim).replies.append({"appid": app.appid, "status": status, "reply": reply})
+    return Delivery(status, answer, reply, attempts)
+
+
+def _post_callback(sim: Simulator, app: SimApp, xml: str, mode: str) -> tuple[int, bytes]:
     if mode == "safe":
         body, query = crypto.safe_envelope(app.token, app.encoding_aes_key, app.appid, xml)
     elif mode == "compat":
@@ -403,20 +419,7 @@ def deliver_callback(sim: Simulator, app: SimApp, xml: str) -> Delivery:
         body, query = xml, crypto.plain_query(app.token)
     query = {"openid": _from_user(xml), **query}
     separator = "&" if "?" in app.callback_url else "?"
-    url = app.callback_url + separator + urlencode(query)
-    delay = sim.faults.take("delay_callback", MP_HOST, "/callback")
-    if delay is not None:
-        time.sleep(min(float(delay.params.get("seconds", 0.2)), 5.0))
-    headers = {"Content-Type": "text/xml"}
-    status, answer = sim.deliver(url, body.encode(), headers)
-    attempts = 1
-    if sim.faults.take("duplicate_notify", MP_HOST, "/callback") is not None:
-        status, answer = sim.deliver(url, body.encode(), headers)
-        attempts = 2
-    reply = _reply_plain(app, answer, mode) if status == 200 else ""
-    with sim.lock:
-        mp(sim).replies.append({"appid": app.appid, "status": status, "reply": reply})
-    return Delivery(status, answer, reply, attempts)
+    return sim.deliver(app.callback_url + separator + urlencode(query), body.encode(), {"Content-Type": "text/xml"})
 
 
 def _from_user(xml: str) -> str:
@@ -428,7 +431,7 @@ def _reply_plain(app: SimApp, answer: bytes, mode: str) -> str:
     text = answer.decode("utf-8", "replace").strip()
     if not text or text == "success":
         return ""
-    if mode == "safe" and "<Encrypt>" in text:
+    if "<Encrypt>" in text and app.encoding_aes_key:  # safe mode (and compatible mode may answer encrypted)
         start = text.index("<Encrypt>") + len("<Encrypt>")
         cipher = text[start:text.index("</Encrypt>")].removeprefix("<![CDATA[").removesuffix("]]>")
         signature = _element(text, "MsgSignature")
@@ -462,8 +465,7 @@ def _touch(sim: Simulator, app: SimApp, user: SimUser) -> Follower:
     with sim.lock:
         state = mp(sim)
         follower = state.followers.setdefault((app.appid, openid), Follower(app.appid, openid, user.key))
-        if time.time() - follower.last_interaction > CUSTOM_WINDOW:
-            follower.custom_sent_in_window = 0
+        follower.custom_sent_in_window = 0  # each message or event from the user allows five more
         follower.last_interaction = time.time()
     return follower
 
