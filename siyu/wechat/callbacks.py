@@ -27,6 +27,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from wechatpy.crypto import WeChatCrypto
 from wechatpy.enterprise.crypto import WeChatCrypto as WeComCrypto
+from wechatpy.enterprise.exceptions import InvalidCorpIdException
 from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
 from wechatpy.utils import check_signature
 
@@ -174,7 +175,7 @@ def _decrypt(crypto: Any, envelope: dict[str, Any], msg_signature: str, timestam
         return crypto.decrypt_message({"Encrypt": ciphertext}, msg_signature, timestamp, nonce)
     except InvalidSignatureException as error:
         raise _reject("bad_signature", "消息签名校验失败", "msg_signature mismatch") from error
-    except InvalidAppIdException as error:  # WeCom's InvalidCorpIdException is a subclass
+    except (InvalidAppIdException, InvalidCorpIdException) as error:
         raise _reject("wrong_app", "密文不属于此账号（AppID/CorpID 不符）",
                       "Ciphertext is for another AppID / CorpID") from error
     except Exception as error:
@@ -275,7 +276,7 @@ def work_verify_url(app: WeChatApp, query: Any) -> str:
         return crypto.check_signature(params["msg_signature"], params["timestamp"], params["nonce"], echostr)
     except InvalidSignatureException as error:
         raise _reject("bad_signature", "消息签名校验失败", "msg_signature mismatch") from error
-    except InvalidAppIdException as error:
+    except (InvalidAppIdException, InvalidCorpIdException) as error:
         raise _reject("wrong_app", "密文不属于此企业（CorpID 不符）", "Ciphertext is for another CorpID") from error
     except Exception as error:
         raise _reject("bad_ciphertext", "密文无法解密", "Ciphertext cannot be decrypted", status=400) from error

@@ -180,7 +180,10 @@ class Simulator:
         """Serve in a background thread (tests, demo); returns the base URL."""
         self._server = make_server(host, port, self.wsgi, server_class=_ThreadingServer, handler_class=_QuietHandler)
         self.base_url = f"http://{host}:{self._server.server_port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, name="wechat-sim", daemon=True)
+        server = self._server
+        # a short poll interval so stop() returns quickly (tests start and stop one simulator each)
+        self._thread = threading.Thread(target=lambda: server.serve_forever(poll_interval=0.05), name="wechat-sim",
+                                        daemon=True)
         self._thread.start()
         return self.base_url
 
