@@ -34,6 +34,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--pg-url", default=os.environ.get("SIYU_TEST_PG_URL", "postgres://siyu@127.0.0.1:55432/siyu"))
     parser.add_argument("--database", default="siyu_bench_sim")
+    parser.add_argument("--bulk", choices=("auto", "yes", "no"), default="auto",
+                        help="siyu simulate --bulk / --no-bulk (auto: the command decides)")
     args, _ = parser.parse_known_args()
 
     admin_url = args.pg_url
@@ -49,16 +51,21 @@ def main() -> None:
 
     command = [*siyu, "simulate", "--workspace", "bench", "--customers", str(args.customers), "--months",
                str(args.months), "--seed", str(args.seed), "--events-per-customer", str(args.events_per_customer),
-               "--truth", str(data_dir / "bench-sim-truth.json")]
+               "--truth", str(data_dir / f"{args.database}-truth.json")]
+    if args.bulk != "auto":
+        command.append("--bulk" if args.bulk == "yes" else "--no-bulk")
+    load_start = os.getloadavg()
     started = time.perf_counter()
     child = subprocess.Popen(command, env=env, cwd=ROOT)
     peak = 0
     proc = psutil.Process(child.pid)
+    loads = []
     while child.poll() is None:
         try:
             peak = max(peak, proc.memory_info().rss)
         except psutil.NoSuchProcess:
             break
+        loads.append(os.getloadavg()[0])
         time.sleep(0.5)
     elapsed = time.perf_counter() - started
     if child.returncode != 0:
@@ -74,7 +81,8 @@ def main() -> None:
     print()
     print(f"### simulate {args.customers:,} customers ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC)")
     print(f"- machine: {os.cpu_count()} cores, {memory:.0f} GiB RAM, {platform.platform()}, "
-          f"load average at end {os.getloadavg()[0]:.1f}")
+          f"load average (1 min) at start {load_start[0]:.1f}, mean {sum(loads) / max(1, len(loads)):.1f}, "
+          f"max {max(loads, default=0):.1f}, at end {os.getloadavg()[0]:.1f}")
     print(f"- command: `{' '.join(['siyu', *command[3:]])}` into PostgreSQL (database {args.database})")
     print(f"- wall time: {elapsed:.1f} s; {counts['customer'] / elapsed:,.0f} customers/s; "
           f"{counts['event'] / elapsed:,.0f} events/s")

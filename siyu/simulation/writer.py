@@ -68,6 +68,122 @@ class Sink:
                     f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
 
 
+class BulkSink(Sink):
+    """PostgreSQL bulk load for big runs: rows go to UNLOGGED staging tables without indexes (one per target
+    table, committed with their chunk), and ``finish()`` moves them into the real tables in one transaction.
+
+    In that transaction every target table is locked (ACCESS EXCLUSIVE, so no other session ever sees a table
+    without its indexes and constraints; concurrent writers wait), and for each table whose existing rows are
+    fewer than the staged ones the secondary indexes, unique and foreign-key constraints are dropped, the rows
+    inserted with one ``INSERT … SELECT``, and the indexes rebuilt and the constraints re-added (which
+    validates them: a foreign key or a duplicate that slipped in fails the whole step, nothing half-done).
+    Tables with more existing rows than staged keep their indexes (rebuilding them would cost more).
+    """
+
+    #: insertion order (foreign keys point at earlier tables)
+    ORDER = ("customers_customer", "customers_identity", "customers_consentrecord", "customers_customertag",
+             "customers_event")
+
+    def __init__(self, *, tag: str) -> None:
+        super().__init__()
+        if not self.postgres:
+            raise ValueError("BulkSink needs PostgreSQL")
+        self.tag = tag
+        self.columns: dict[str, tuple[str, ...]] = {}
+        self.staged: dict[str, int] = {}
+        #: per table: what the final step did (rows, rebuilt or not, seconds)
+        self.report: dict[str, dict] = {}
+        self.finished = False
+
+    def stage_name(self, table: str) -> str:
+        return f"simstage_{self.tag}_{table}"
+
+    def write(self, table: str, columns: Sequence[str], rows: Iterable[tuple]) -> None:
+        stage = self.stage_name(table)
+        columns = tuple(columns)
+        with connection.cursor() as cursor:
+            if table not in self.columns:
+                cursor.execute(f"CREATE UNLOGGED TABLE IF NOT EXISTS {stage} AS "
+                               f"SELECT {', '.join(columns)} FROM {table} WITH NO DATA")
+                self.columns[table] = columns
+            elif self.columns[table] != columns:
+                raise ValueError(f"columns of {table} changed between writes")
+            count = 0
+            with cursor.cursor.copy(f"COPY {stage} ({', '.join(columns)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+                    count += 1
+        self.staged[table] = self.staged.get(table, 0) + count
+
+    def finish(self, *, phase=None) -> None:
+        """Move every staged row into its table (one transaction), then drop the staging tables."""
+        import time
+
+        from django.db import transaction
+
+        phase = phase or (lambda name: None)
+        tables = [t for t in self.ORDER if t in self.columns] + [t for t in self.columns if t not in self.ORDER]
+        if not tables:
+            return
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SET LOCAL maintenance_work_mem = '1GB'")
+            # deferred foreign-key checks still pending in an enclosing transaction must run before ALTER TABLE
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+            cursor.execute(f"LOCK TABLE {', '.join(tables)} IN ACCESS EXCLUSIVE MODE")
+            for table in tables:
+                started = time.perf_counter()
+                cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [self.stage_name(table)])
+                if not cursor.fetchone()[0]:  # its first chunk was rolled back
+                    continue
+                cursor.execute(f"SELECT count(*) FROM {self.stage_name(table)}")
+                staged = cursor.fetchone()[0]
+                cursor.execute("SELECT reltuples FROM pg_class WHERE oid = %s::regclass", [table])
+                existing = max(0, int(cursor.fetchone()[0]))
+                rebuild = staged > existing
+                phase(f"合并 finalize {table}")
+                constraints, indexes = _secondary_structures(cursor, table) if rebuild else ([], [])
+                for name, _ in constraints:
+                    cursor.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
+                for name, _ in indexes:
+                    cursor.execute(f'DROP INDEX "{name}"')
+                cols = ", ".join(self.columns[table])
+                cursor.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {self.stage_name(table)}")
+                inserted = time.perf_counter()
+                for _, definition in indexes:
+                    cursor.execute(definition)
+                for name, definition in constraints:
+                    cursor.execute(f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}')
+                self.report[table] = {"rows": staged, "existing_estimate": existing, "rebuilt": rebuild,
+                                      "insert_s": round(inserted - started, 1),
+                                      "indexes_s": round(time.perf_counter() - inserted, 1)}
+            for table in tables:
+                cursor.execute(f"DROP TABLE IF EXISTS {self.stage_name(table)}")
+        self.finished = True
+        with connection.cursor() as cursor:
+            for table in tables:
+                cursor.execute(f"ANALYZE {table}")
+
+    def discard(self) -> None:
+        """Drop the staging tables (after ``finish`` or when giving up)."""
+        with connection.cursor() as cursor:
+            for table in self.columns:
+                cursor.execute(f"DROP TABLE IF EXISTS {self.stage_name(table)}")
+
+
+def _secondary_structures(cursor, table: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(unique and foreign-key constraints, other non-primary indexes) of ``table`` as (name, definition)."""
+    cursor.execute(
+        "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+        "WHERE conrelid = %s::regclass AND contype IN ('u', 'f') ORDER BY contype DESC, conname", [table])
+    constraints = list(cursor.fetchall())
+    cursor.execute(
+        "SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid) FROM pg_index i "
+        "WHERE i.indrelid = %s::regclass AND NOT i.indisprimary "
+        "AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid AND c.conrelid = i.indrelid) "
+        "ORDER BY 1", [table])
+    return constraints, list(cursor.fetchall())
+
+
 def _properties(chunk: Chunk, seed: int, aux: np.ndarray, lo: int, hi: int) -> list[bytes]:
     """Valid catalogue properties for every event (order_paid: order_id + amount_fen, …)."""
     out: list[bytes] = []

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from siyu.customers.event_catalogue import BUILTIN_BY_NAME
@@ -115,3 +116,70 @@ def test_a_seed_is_used_once_per_workspace_and_bad_sizes_are_refused(tmp_path):
     with pytest.raises(CommandError, match="simulation_invalid_months"):
         call_command("simulate", workspace="sim-r", customers=10, months=0, seed=98)
     assert (Customer.objects.count(), Event.objects.count()) == before
+
+
+BULK_TABLES = ("customers_customer", "customers_identity", "customers_consentrecord", "customers_customertag",
+               "customers_event")
+
+
+def _structures() -> set:
+    """Every index and constraint of the tables a simulation writes (name + definition)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT tablename, indexname, indexdef FROM pg_indexes WHERE tablename = ANY(%s)",
+                       [list(BULK_TABLES)])
+        indexes = set(cursor.fetchall())
+        cursor.execute("SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid), condeferrable, "
+                       "condeferred, convalidated FROM pg_constraint WHERE conrelid::regclass::text = ANY(%s)",
+                       [list(BULK_TABLES)])
+        return indexes | set(cursor.fetchall())
+
+
+@pytest.mark.django_db
+def test_bulk_load_writes_the_same_data_and_restores_every_index_and_constraint(tmp_path):
+    if connection.vendor != "postgresql":
+        pytest.skip("bulk loading through staging tables is PostgreSQL only")
+    before = _structures()
+    assert any(row[1] == "event_unique_id" for row in before)
+    _simulate("sim-plain", tmp_path, customers=90, bulk=False)
+    _simulate("sim-bulk", tmp_path, customers=90, bulk=True)
+    assert _checksum("sim-plain") == _checksum("sim-bulk")
+    assert _structures() == before
+    run = SimulationRun.objects.get(workspace__slug="sim-bulk")
+    assert run.status == SimulationStatus.DONE
+    assert Event.objects.filter(workspace=run.workspace).count() == run.events_written > 90
+    # per-chunk truth rows point at the customers that were moved into place
+    truth = json.loads((tmp_path / "sim-bulk-7.json").read_text())
+    with open(truth["customers_csv"]) as handle:
+        ids = {int(row["customer_id"]) for row in csv.DictReader(handle)}
+    assert ids == set(Customer.objects.filter(workspace=run.workspace).values_list("id", flat=True))
+    with connection.cursor() as cursor:  # no staging table left behind
+        cursor.execute("SELECT count(*) FROM pg_class WHERE relname LIKE 'simstage%%'")
+        assert cursor.fetchone()[0] == 0
+    # the unique constraint is back and enforced: the same event id again is refused
+    event = Event.objects.filter(workspace=run.workspace).first()
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Event.objects.create(workspace=run.workspace, event_id=event.event_id, type=event.type,
+                             occurred_at=event.occurred_at, received_at=event.received_at, identity=event.identity,
+                             properties={})
+
+
+@pytest.mark.django_db
+def test_bulk_run_that_fails_part_way_keeps_the_chunks_generated(tmp_path, monkeypatch):
+    if connection.vendor != "postgresql":
+        pytest.skip("bulk loading through staging tables is PostgreSQL only")
+    from siyu.simulation import services
+
+    real = services.chunk_generate
+
+    def failing(params, index):
+        if index == 1:
+            raise RuntimeError("disk full")
+        return real(params, index)
+
+    monkeypatch.setattr(services, "chunk_generate", failing)
+    with pytest.raises(RuntimeError, match="disk full"):
+        _simulate("sim-fail", tmp_path, customers=120, bulk=True)
+    run = SimulationRun.objects.get(workspace__slug="sim-fail")
+    assert run.status == SimulationStatus.FAILED and run.customers_written == 50
+    assert Customer.objects.filter(workspace=run.workspace).count() == 50
+    assert Event.objects.filter(workspace=run.workspace).count() == run.events_written > 50

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -28,6 +29,9 @@ class Command(BaseCommand):
         parser.add_argument("--end", default=None, help="end of the horizon, YYYY-MM-DD (default: today)")
         parser.add_argument("--chunk-size", type=int, default=50_000)
         parser.add_argument("--events-per-customer", type=float, default=20.0)
+        parser.add_argument("--bulk", action=argparse.BooleanOptionalAction, default=None,
+                            help="PostgreSQL: load through staging tables and rebuild indexes at the end "
+                                 "(default: for runs of 200,000+ customers into a new workspace)")
         parser.add_argument("--no-progress", action="store_true")
 
     def handle(self, *args, **options):
@@ -53,10 +57,16 @@ class Command(BaseCommand):
             run = simulation_run(workspace=workspace, customers=options["customers"], months=options["months"],
                                  seed=options["seed"], truth_path=options["truth"], end=end,
                                  chunk_size=options["chunk_size"],
-                                 events_per_customer=options["events_per_customer"], progress=progress)
+                                 events_per_customer=options["events_per_customer"], bulk=options["bulk"],
+                                 progress=progress)
         except SiyuError as exc:
             raise CommandError(f"{exc.code}: {exc.message_zh} / {exc.message_en}") from exc
         finally:
             bar.close()
+        if run.bulk_report:
+            for table, info in run.bulk_report.items():
+                self.stdout.write(f"bulk load {table}: {info['rows']:,} rows, insert {info['insert_s']} s, "
+                                  f"indexes+constraints {info['indexes_s']} s"
+                                  f"{'' if info['rebuilt'] else ' (indexes kept: table already larger)'}")
         self.stdout.write(f"simulated {run.customers_written:,} customers, {run.events_written:,} events "
                           f"into workspace {workspace.slug}; truth: {run.truth_path}")
