@@ -1,3 +1,10 @@
-"""Endpoints WeChat (or the consumer's WeChat client) calls for this area; mounted under /wx/pay/."""
+"""Endpoints WeChat Pay calls for this area; mounted under /wx/pay/."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from siyu.wechat.pay import views
+
+urlpatterns = [
+    path("<str:mchid>/notify", views.payment_notify, name="wechat_pay_notify"),
+    path("<str:mchid>/refund-notify", views.refund_notify, name="wechat_pay_refund_notify"),
+]
