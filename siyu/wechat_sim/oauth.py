@@ -82,7 +82,8 @@ def _browser_user(request: SimRequest) -> tuple[str, bool]:
 def authorize_url_for(sim: Simulator, *, user: SimUser | str, url: str) -> str:
     """A URL Siyu produced (pointing at the simulator's authorize page) with the simulated user added."""
     key = user if isinstance(user, str) else user.key
-    return f"{url}{'&' if '?' in url else '?'}{urlencode({'sim_user': key})}"
+    url, hash_mark, fragment = url.partition("#")  # WeChat's URLs end in #wechat_redirect
+    return f"{url}{'&' if '?' in url else '?'}{urlencode({'sim_user': key})}{hash_mark}{fragment}"
 
 
 @route("GET", OPEN_HOST, "/connect/oauth2/authorize")

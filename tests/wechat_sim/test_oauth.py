@@ -119,3 +119,4 @@ def test_refused_consent_redirects_with_state_and_no_code(sim):
 def test_authorize_url_helper(sim):
     url = "http://x/open.weixin.qq.com/connect/oauth2/authorize?appid=a"
     assert oauth.authorize_url_for(sim, user="dan", url=url) == url + "&sim_user=dan"
+    assert oauth.authorize_url_for(sim, user="dan", url=url + "#wechat_redirect") == url + "&sim_user=dan#wechat_redirect"
