@@ -73,6 +73,10 @@ class WeChatRateLimited(WeChatApiError):
     retry_after: float | None = None
 
 
+def _sleep(seconds: float) -> None:  # one place tests can watch the back-off
+    time.sleep(seconds)
+
+
 def retry_delays() -> tuple[float, ...]:
     return tuple(getattr(settings, "SIYU_WECHAT_RETRY_DELAYS", DEFAULT_RETRY_DELAYS))
 
@@ -102,7 +106,7 @@ def with_backoff(fn: Callable[[], T]) -> T:
                 raise
             delay = delays.pop(0)
             logger.info("WeChat call failed transiently (%s); retrying in %.2fs", error, delay)
-            time.sleep(delay)
+            _sleep(delay)
 
 
 class _CachedTokenMixin:

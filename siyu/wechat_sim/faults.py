@@ -3,6 +3,7 @@
 A fault matches by host and path prefix. Kinds applied to incoming API calls:
 - ``timeout``: hold the request for ``seconds`` (longer than the client's timeout) and then answer 504;
 - ``http_500`` / ``http_502`` / ``http_503``: a bare server error;
+- ``latency``: hold the request for ``seconds`` and then handle it normally (concurrency tests);
 - ``errcode``: answer ``{"errcode": code, "errmsg": msg}`` (e.g. 45009 quota, 45011 rate limit, 40001,
   42001), or for api.mch.weixin.qq.com the v3 error shape ``{"code": ..., "message": ...}`` with ``status``.
 Kinds applied by the areas when they deliver callbacks or notifications (they ask ``take(kind, ...)``):
@@ -16,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-REQUEST_KINDS = {"timeout", "http_500", "http_502", "http_503", "errcode"}
+REQUEST_KINDS = ("timeout", "http_500", "http_502", "http_503", "errcode")
 
 
 @dataclass
@@ -67,6 +68,9 @@ class Faults:
             return None
         from siyu.wechat_sim.server import SimResponse
 
+        latency = self.take("latency", request.host, request.path)
+        if latency is not None:
+            time.sleep(float(latency.params.get("seconds", 0.2)))
         for kind in REQUEST_KINDS:
             fault = self.take(kind, request.host, request.path)
             if fault is None:
