@@ -124,6 +124,8 @@ def h5_cookie_set(response: HttpResponse, request: HttpRequest, token: str) -> N
 @transaction.atomic
 def consumer_sessions_revoke(*, workspace, customer: Customer, actor=None) -> int:
     """Revoke every live session of a customer (and of customers merged into it); returns how many."""
+    while customer.merged_into_id is not None:  # revoke on the surviving profile
+        customer = Customer.objects.get(pk=customer.merged_into_id)
     now = timezone.now()
     customer_ids = [customer.pk, *Customer.objects.filter(workspace=workspace, merged_into=customer)
                     .values_list("pk", flat=True)]
