@@ -1,3 +1,9 @@
 """Endpoints WeChat (or the consumer's WeChat client) calls for this area; mounted under /wx/work/."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from siyu.wechat.work import views
+
+urlpatterns: list = [
+    path("<str:corpid>/callback", views.callback, name="wechat_work_callback"),
+]

@@ -1,0 +1,61 @@
+"""What a verified WeCom callback means for Siyu: one handler per event and change type.
+
+Handlers record first (events, relations, members) and return follow-ups that need WeCom again — the
+welcome message (its WelcomeCode is usable for 20 seconds), tags to mark, a rotation to update — which
+the view runs after its transaction, and background tasks retry when WeCom is busy.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from siyu.wechat.callbacks import CallbackMessage
+from siyu.wechat.work import contacts, groups
+from siyu.wechat.work.models import ContactRelation
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Handled:
+    kind: str  # what the callback was, e.g. "change_external_contact/add_external_contact"
+    app_id: int
+    relation: ContactRelation | None = None
+    welcome: bool = False  # send the welcome message for ``relation``
+    push_tags: bool = False  # mark ``relation``'s customer's tags in WeCom
+    tags_changed: bool = False  # the corp tag library changed
+    contact_way_id: int | None = None  # check this code's caps and rotation
+
+
+def callback_handle(*, message: CallbackMessage) -> Handled:
+    app, data = message.app, message.data
+    event = message.event
+    change = str(message.get("ChangeType"))
+    handled = Handled(kind=f"{event}/{change}", app_id=app.pk)
+    if message.msg_type != "event":
+        return handled
+    if event == "change_external_contact":
+        external_userid = str(message.get("ExternalUserID"))
+        if change in {"add_external_contact", "add_half_external_contact"}:
+            details = contacts.contact_details(app, external_userid) if external_userid else None
+            relation = contacts.contact_added(app, data, details=details)
+            if relation is not None:
+                handled.relation, handled.welcome, handled.push_tags = relation, True, True
+                handled.contact_way_id = relation.contact_way_id
+        elif change == "edit_external_contact":
+            details = contacts.contact_details(app, external_userid) if external_userid else None
+            contacts.contact_edited(app, data, details=details)
+        elif change in {"del_external_contact", "del_follow_user"}:
+            contacts.contact_removed(app, data)
+        elif change == "transfer_fail":
+            contacts.transfer_failed(app, data)
+    elif event == "change_external_chat":
+        groups.chat_changed(app, data)
+    elif event == "change_external_tag":
+        handled.tags_changed = True
+    elif event == "change_contact":
+        contacts.staff_changed(app, data)
+    else:
+        logger.info("WeCom callback %s not handled", handled.kind)
+    return handled
