@@ -11,11 +11,16 @@ from siyu.core import domain_events
 from siyu.wechat.pay import events, services
 from siyu.wechat.pay.models import PaymentIntent, PaymentNotification, Refund
 from siyu.wechat.pay.provider import WeChatPayProvider
-from siyu.wechat_sim import paycrypto
 from siyu.wechat_sim import pay as sim_pay
-from tests.wechat.test_pay_support import APPID, merchant_key, shop  # noqa: F401 - fixture
+from siyu.wechat_sim import paycrypto
+from tests.wechat.test_pay_support import APPID, merchant_key, shop_open
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def shop(wechat_sim, workspace, settings):
+    return shop_open(wechat_sim, workspace, settings)
 
 
 @pytest.fixture

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import pytest
-
 from siyu.core.models import Workspace
 from siyu.wechat.credentials import app_save
 from siyu.wechat.pay.client import MerchantConfig
 from siyu.wechat.pay.merchants import merchant_config
-from siyu.wechat_sim import paycrypto
 from siyu.wechat_sim import pay as sim_pay
+from siyu.wechat_sim import paycrypto
 from siyu.wechat_sim.server import Simulator
 from siyu.wechat_sim.state import SimUser
 
@@ -51,10 +49,10 @@ def connect_merchant(sim: Simulator, workspace: Workspace, *, mchid: str = MCHID
     return merchant_config(mchid=mchid)
 
 
-@pytest.fixture
-def shop(wechat_sim, workspace, settings) -> Shop:
-    settings.SIYU_PUBLIC_URL = wechat_sim.siyu_url
-    return Shop(wechat_sim, workspace, connect_merchant(wechat_sim, workspace))
+def shop_open(sim: Simulator, workspace: Workspace, settings) -> Shop:
+    """Siyu's public URL is the simulator's label for it, so notify_url leads back in-process."""
+    settings.SIYU_PUBLIC_URL = sim.siyu_url
+    return Shop(sim, workspace, connect_merchant(sim, workspace))
 
 
 def notify(shop: Shop, body: bytes, headers: dict[str, str], *, refund: bool = False) -> tuple[int, bytes]:
