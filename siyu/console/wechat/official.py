@@ -210,12 +210,12 @@ def qrcode_create(request):
 
 
 urlpatterns = [
-    path("wechat/official/", official_overview, name="wechat_official"),
-    path("wechat/official/settings", official_settings_save, name="wechat_official_settings"),
-    path("wechat/official/rules", official_rule_save, name="wechat_official_rule_save"),
-    path("wechat/official/rules/delete", official_rule_delete, name="wechat_official_rule_delete"),
-    path("wechat/official/menu", official_menu_save, name="wechat_official_menu"),
-    path("wechat/official/send", official_send, name="wechat_official_send"),
-    path("wechat/qrcodes/", qrcode_list, name="wechat_qrcodes"),
-    path("wechat/qrcodes/create", qrcode_create, name="wechat_qrcode_create"),
+    path("official/", official_overview, name="wechat_official"),
+    path("official/settings", official_settings_save, name="wechat_official_settings"),
+    path("official/rules", official_rule_save, name="wechat_official_rule_save"),
+    path("official/rules/delete", official_rule_delete, name="wechat_official_rule_delete"),
+    path("official/menu", official_menu_save, name="wechat_official_menu"),
+    path("official/send", official_send, name="wechat_official_send"),
+    path("qrcodes/", qrcode_list, name="wechat_qrcodes"),
+    path("qrcodes/create", qrcode_create, name="wechat_qrcode_create"),
 ]
