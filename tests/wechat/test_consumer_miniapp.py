@@ -250,12 +250,31 @@ def test_failed_send_gives_the_authorisation_back(client, wechat_sim, mini):
 
 
 @pytest.mark.parametrize("results", [None, {}, {"a": "accept", "b": "accept", "c": "accept", "d": "accept"},
-                                     {"": "accept"}, {"T": 1}])
+                                     {"": "accept"}, {"T": 1}, {"T": "maybe"}, {"T<script>": "accept"},
+                                     {"errMsg": "requestSubscribeMessage:ok"}])
 def test_subscribe_results_are_validated(client, wechat_sim, mini, results):
     token = login(client, wechat_sim, mini).json()["token"]
     response = subscribe(client, token, results)
     assert response.status_code == 400 and response.json()["code"] == "subscribe_results_invalid"
     assert not SubscribeAuthorisation.objects.exists()
+
+
+def test_subscribe_results_accept_the_callback_object_as_is(client, wechat_sim, mini):
+    token = login(client, wechat_sim, mini).json()["token"]
+    response = subscribe(client, token, {"errMsg": "requestSubscribeMessage:ok", "TPL_A": "accept", "TPL_B": "ban"})
+    assert response.json() == {"remaining": {"TPL_A": 1, "TPL_B": 0}}
+
+
+def test_phone_binding_needs_a_mini_program_session(client, wechat_sim, mini):
+    login(client, wechat_sim, mini)
+    session = ConsumerSession.objects.get()
+    ConsumerSession.objects.filter(pk=session.pk).update(kind="h5")
+    session.refresh_from_db()
+    from siyu.wechat.consumer.miniapp import miniapp_phone_bind
+
+    with pytest.raises(Exception) as refused:
+        miniapp_phone_bind(session=session, code="x")
+    assert refused.value.code == "consumer_wrong_session"
 
 
 def test_unauthenticated_client_cannot_record_subscriptions(wechat_sim, mini):

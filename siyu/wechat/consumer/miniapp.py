@@ -7,6 +7,7 @@ written, so a refused code, a used code or a rate limit leaves no customer, iden
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -32,6 +33,8 @@ from siyu.wechat.models import WeChatApp
 MAX_CODE = 128
 MAX_TEMPLATES_PER_REQUEST = 3  # wx.requestSubscribeMessage accepts at most three templates at a time
 INVALID_CODE, USED_CODE, USER_REFUSED = 40029, 40163, 43101
+TEMPLATE_ID = re.compile(r"[A-Za-z0-9_\-]{1,64}")
+SUBSCRIBE_ANSWERS = frozenset({"accept", "reject", "ban", "filter"})  # what wx.requestSubscribeMessage reports
 
 
 @dataclass(frozen=True)
@@ -129,14 +132,6 @@ def miniapp_phone_bind(*, session: ConsumerSession, code) -> dict:
 
 # --- subscribe messages ----------------------------------------------------------------------------------
 
-def _template_ids(raw) -> list[str]:
-    if isinstance(raw, dict):  # the shape wx.requestSubscribeMessage's success callback gives
-        return list(raw)
-    if not isinstance(raw, list):
-        return []
-    return raw
-
-
 def subscribe_authorisations_record(*, session: ConsumerSession, results) -> dict[str, int]:
     """The mini-program reports ``wx.requestSubscribeMessage``'s result: ``{template_id: "accept"|"reject"|…}``.
 
@@ -145,13 +140,17 @@ def subscribe_authorisations_record(*, session: ConsumerSession, results) -> dic
     if session.kind != SessionKind.MINIAPP:
         raise SiyuError("consumer_wrong_session", "订阅消息只能在小程序内授权",
                         "Subscribe messages are authorised from the mini-program", status=400)
+    if isinstance(results, dict):
+        # The success callback's own object may be forwarded as is: drop its errMsg.
+        results = {key: value for key, value in results.items() if key != "errMsg"}
     if not isinstance(results, dict) or not results or len(results) > MAX_TEMPLATES_PER_REQUEST:
         raise SiyuError("subscribe_results_invalid", "请提交 1-3 个模板的授权结果 {模板ID: accept/reject}",
                         "Send the result for 1-3 templates as {template_id: accept|reject}", status=400)
     for template_id, answer in results.items():
-        if not isinstance(template_id, str) or not 1 <= len(template_id) <= 64 or not isinstance(answer, str):
-            raise SiyuError("subscribe_results_invalid", "模板 ID 或授权结果格式不正确",
-                            "A template id or result is malformed", status=400)
+        if not TEMPLATE_ID.fullmatch(template_id) or answer not in SUBSCRIBE_ANSWERS:
+            raise SiyuError("subscribe_results_invalid", "模板 ID 或授权结果格式不正确(结果只能是 accept/reject/ban/filter)",
+                            "A template id or result is malformed (results are accept, reject, ban or filter)",
+                            status=400, details={"template_id": str(template_id)[:64]})
     left: dict[str, int] = {}
     with transaction.atomic():
         for template_id, answer in sorted(results.items()):

@@ -4,7 +4,10 @@ How a request carries a session:
 - the mini-program sends ``Authorization: Bearer wxs_…`` (the token /wx/consumer/miniapp/<appid>/login gave it);
 - the H5 store (WeChat's in-app browser) sends the signed, HttpOnly ``siyu_h5`` cookie set by the OAuth callback.
 Other layers (the store, orders) call :func:`consumer_session_for` and get the workspace, the customer and
-the identity, or None.
+the identity, or None; :func:`consumer_session_required` raises a 401 instead, and :func:`ninja_consumer_auth`
+is the same check as a Django Ninja ``auth=`` callable. A cookie is sent by the browser on its own, so an
+H5 write (POST …) authenticated by it must also pass Django's CSRF check (Ninja views skip it unless asked);
+a Bearer token is not, so mini-program calls need none.
 """
 
 from __future__ import annotations
@@ -113,6 +116,11 @@ def consumer_session_required(request: HttpRequest) -> ConsumerSession:
         raise SiyuError("consumer_unauthenticated", "请先登录(登录已过期或已退出)",
                         "Please log in (the session is missing, expired or revoked)", status=401)
     return session
+
+
+def ninja_consumer_auth(request: HttpRequest) -> ConsumerSession | None:
+    """``auth=ninja_consumer_auth`` on a Ninja operation: the session (``request.auth``) or a 401."""
+    return consumer_session_for(request)
 
 
 def h5_cookie_set(response: HttpResponse, request: HttpRequest, token: str) -> None:
