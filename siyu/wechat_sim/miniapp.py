@@ -9,6 +9,7 @@ under ``/_sim/miniapp/...`` for the demo and separate processes.
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -107,6 +108,40 @@ def subscribe_accept(sim: Simulator, user: SimUser | str, appid: str, template_i
             state.authorisations[key] = state.authorisations.get(key, 0) + 1
             result[template_id] = "accept"
     return result
+
+
+# --- the whole mini-program talking to Siyu (demo and scenario tests) ---------------------------------
+def _post_siyu(sim: Simulator, path: str, payload: dict, token: str | None = None) -> tuple[int, dict]:
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    status, body = sim.deliver(path, json.dumps(payload).encode(), headers)
+    try:
+        answer = json.loads(body or b"{}")
+    except ValueError:
+        answer = {}
+    return status, answer if isinstance(answer, dict) else {}
+
+
+def miniapp_open(sim: Simulator, user: SimUser | str, appid: str) -> tuple[int, dict]:
+    """The user opens the mini-program: ``wx.login`` then the mini-program's POST to Siyu's login API.
+
+    Returns Siyu's (status, answer); the answer holds the session token on success.
+    """
+    code = wx_login(sim, user, appid)
+    return _post_siyu(sim, f"/wx/consumer/miniapp/{appid}/login", {"code": code})
+
+
+def miniapp_bind_phone(sim: Simulator, user: SimUser | str, appid: str, token: str) -> tuple[int, dict]:
+    """The user taps "use my WeChat phone number"; the mini-program sends the code to Siyu."""
+    return _post_siyu(sim, "/wx/consumer/miniapp/phone", {"code": phone_code(sim, user, appid)}, token)
+
+
+def miniapp_subscribe(sim: Simulator, user: SimUser | str, appid: str, token: str, template_ids: list[str],
+                      *, reject: tuple[str, ...] = ()) -> tuple[int, dict]:
+    """``wx.requestSubscribeMessage`` and then the mini-program telling Siyu what the user answered."""
+    results = subscribe_accept(sim, user, appid, template_ids, reject=reject)
+    return _post_siyu(sim, "/wx/consumer/miniapp/subscribe", {"results": results}, token)
 
 
 def _take_code(codes: dict[str, IssuedCode], code: str, appid: str) -> IssuedCode:

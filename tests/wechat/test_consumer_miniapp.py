@@ -281,3 +281,27 @@ def test_unauthenticated_client_cannot_record_subscriptions(wechat_sim, mini):
     response = Client().post("/wx/consumer/miniapp/subscribe", {"results": {"T": "accept"}},
                              content_type="application/json")
     assert response.status_code == 401 and not SubscribeAuthorisation.objects.exists()
+
+
+def test_simulated_mini_program_drives_siyu(wechat_sim, mini):
+    """The simulator's whole-phone helpers (used by the demo) reach Siyu's real endpoints."""
+    status, answer = sim_miniapp.miniapp_open(wechat_sim, "ivy", mini.appid)
+    assert status == 200 and answer["token"].startswith("wxs_")
+    status, bound = sim_miniapp.miniapp_bind_phone(wechat_sim, "ivy", mini.appid, answer["token"])
+    assert status == 200 and "****" in bound["phone"]
+    status, subscribed = sim_miniapp.miniapp_subscribe(wechat_sim, "ivy", mini.appid, answer["token"], ["TPL_SHIP"])
+    assert (status, subscribed) == (200, {"remaining": {"TPL_SHIP": 1}})
+    session = ConsumerSession.objects.get()
+    assert subscribe_message_send(app=mini, identity=session.identity, template_id="TPL_SHIP",
+                                  data={"thing1": {"value": "x"}}).remaining == 0
+    assert sim_miniapp.area(wechat_sim).sends[0].touser == session.identity.value
+
+
+def test_wrong_app_secret_is_an_operator_issue_not_a_consumer_error(client, wechat_sim, mini):
+    from siyu.wechat.models import ApiIssue
+
+    wechat_sim.state.apps[mini.appid].secret = "rotated-on-the-wechat-side"
+    response = login(client, wechat_sim, mini)
+    assert response.status_code == 502 and response.json()["code"] == "wechat_api_error"
+    assert counts() == (0, 0, 0, 0)
+    assert ApiIssue.objects.filter(app=mini).exists()
