@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from django.test import Client
 
@@ -26,7 +28,11 @@ def test_subscribe_via_channel_qr_makes_one_customer_with_openid_and_unionid(wec
     delivery = mp.scan(wechat_sim, user, code.ticket)
 
     assert delivery.status == 200
-    assert "欢迎关注！回复「优惠」领券" in delivery.reply  # safe mode: decrypted by the simulator
+    assert "欢迎关注！回复「优惠」领券" in delivery.reply  # decrypted and signature-checked by the simulator
+    if mode == "safe":
+        assert b"<Encrypt>" in delivery.body and "欢迎".encode() not in delivery.body
+    if mode == "plain":
+        assert "欢迎关注".encode() in delivery.body
     openid, unionid = wechat_sim.state.openid(user, app.appid), wechat_sim.state.unionid(user, app.appid)
     customer = customer_of(workspace, kind="openid", namespace=app.appid, value=openid)
     assert customer is not None and customer == customer_of(workspace, kind="unionid", value=unionid)
@@ -126,3 +132,34 @@ def test_wrong_signature_rejected_with_nothing_changed(wechat_sim, wechat_app_fa
     assert delivery.status == 403
     assert not Event.objects.exists() and not Follower.objects.exists()
     assert not ChannelQrCode.objects.exists()
+
+
+def test_replayed_request_is_refused_and_changes_nothing(wechat_sim, wechat_app_factory, workspace):
+    app = official_account(wechat_app_factory, wechat_sim)
+    secrets = app.secrets()
+    sim_app = wechat_sim.state.apps[app.appid]
+    xml = mp.event_xml(sim_app, "oReplayUser000000000000000", "text", {"Content": "hi", "MsgId": 42},
+                       create_time=int(time.time()))
+    body, query = crypto.safe_envelope(secrets["token"], secrets["encoding_aes_key"], app.appid, xml)
+    url = f"/wx/official/{app.appid}/callback?" + "&".join(f"{key}={value}" for key, value in query.items())
+    client = Client()
+    assert client.post(url, data=body, content_type="text/xml").status_code == 200
+    events = Event.objects.count()
+    replay = client.post(url, data=body, content_type="text/xml")
+    assert replay.status_code == 403 and b"replayed" in replay.content
+    assert Event.objects.count() == events == 1
+
+
+def test_follower_from_before_siyu_scanning_gets_unionid(wechat_sim, wechat_app_factory, workspace):
+    app = official_account(wechat_app_factory, wechat_sim)
+    code = services.qrcode_create(app=app, actor=None, name="异业合作", channel="partner", kind="permanent")
+    user = wechat_sim.state.user("old-fan")
+    openid = wechat_sim.state.openid(user, app.appid)
+    with wechat_sim.lock:  # followed years ago; Siyu never saw the subscribe
+        mp.mp(wechat_sim).followers[(app.appid, openid)] = mp.Follower(app.appid, openid, user.key, subscribed=True)
+    assert mp.scan(wechat_sim, user, code.ticket).status == 200
+    customer = customer_of(workspace, kind="unionid", value=wechat_sim.state.unionid(user, app.appid))
+    assert customer is not None and customer.first_channel == "partner"
+    assert list(Event.objects.filter(workspace=workspace).values_list("type", flat=True)) == ["qr_scan"]
+    code.refresh_from_db()
+    assert (code.scans, code.subscribes) == (1, 0)

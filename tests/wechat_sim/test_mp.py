@@ -120,9 +120,12 @@ def test_plain_and_compat_modes_and_duplicate_fault(sim):
     app.extra["message_mode"] = "plain"
     user = sim.state.user("u2")
     sim.faults.add("duplicate_notify", host=API, path="/callback")
+    delayed = sim.faults.add("delay_callback", host=API, path="/callback", seconds=0.01)
     delivery = mp.send_text(sim, user, APPID, "你好")
-    assert delivery.attempts == 2 and sim.received[-1][1] == sim.received[-2][1]
-    query = dict(parse_qsl(urlsplit(sim.received[-1][0]).query))
+    assert delivery.attempts == 2 and sim.received[-1][1] == sim.received[-2][1] and delayed.hits == 1
+    first, second = (dict(parse_qsl(urlsplit(url).query)) for url, _ in sim.received[-2:])
+    assert first["nonce"] != second["nonce"]  # a retry is a new request
+    query = second
     assert "encrypt_type" not in query
     assert crypto.signature("tok", query["timestamp"], query["nonce"]) == query["signature"]
     assert b"<Content><![CDATA[\xe4\xbd\xa0\xe5\xa5\xbd]]></Content>" in sim.received[-1][1]

@@ -145,7 +145,9 @@ def _subscribe_or_scan(message: CallbackMessage, app: WeChatApp, openid: str, se
     scene = key.removeprefix("qrscene_") if is_subscribe else key
     code = ChannelQrCode.objects.filter(app=app, scene_str=scene).first() if scene else None
     channel = code.channel if code else OFFICIAL_CHANNEL
-    unionid = _unionid(app, openid, unionid_access=settings_row.unionid_access) if is_subscribe else ""
+    # A follower from before Siyu was connected first shows up with a SCAN: fetch their unionid then too.
+    known = Follower.objects.filter(app=app, openid=openid).exclude(unionid="").exists()
+    unionid = _unionid(app, openid, unionid_access=settings_row.unionid_access) if not known else ""
     properties = {"scene": scene, "qrcode_id": code.pk} if scene else {}
     events = []
     if scene:
