@@ -140,6 +140,12 @@ def test_bearer_sessions_expire_and_can_be_revoked(client, wechat_sim, mini):
     assert client.get("/wx/consumer/session", **bearer(token)).status_code == 401
 
 
+def test_disabling_the_app_ends_its_sessions(client, wechat_sim, mini):
+    token = login(client, wechat_sim, mini).json()["token"]
+    type(mini).objects.filter(pk=mini.pk).update(is_active=False)
+    assert client.get("/wx/consumer/session", **bearer(token)).status_code == 401
+
+
 def test_logout_ends_only_that_session(client, wechat_sim, mini):
     first = login(client, wechat_sim, mini).json()["token"]
     second = login(client, wechat_sim, mini).json()["token"]

@@ -67,7 +67,7 @@ def test_userinfo_flow_opens_an_h5_session(client, wechat_sim, official):
     landing = client.get(through_wechat(wechat_sim, authorize))
     assert landing.status_code == 302 and landing["Location"] == "/shop/items/7?from=menu"
     cookie = landing.cookies[H5_COOKIE]
-    assert cookie["httponly"] and cookie["samesite"] == "Lax"
+    assert cookie["httponly"] and cookie["samesite"] == "Lax" and cookie["secure"]  # SIYU_PUBLIC_URL is https
 
     user = wechat_sim.state.user("alice")
     customer = Customer.objects.get()

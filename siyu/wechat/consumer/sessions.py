@@ -93,18 +93,18 @@ def consumer_session_for(request: HttpRequest) -> ConsumerSession | None:
         session = (ConsumerSession.objects.select_related("workspace", "app", "identity", "identity__customer")
                    .filter(token_hash=token_hash(token), kind=kind).first())
         now = timezone.now()
-        if session is not None and not session.is_active(now):
-            session = None
+        if session is not None and (not session.is_active(now) or not session.app.is_active):
+            session = None  # expired, revoked, or the account was disabled by an admin
         if session is not None:
             changes = {}
             owner = session.identity.customer
             if owner.pk != session.customer_id:
-                changes["customer"] = session.customer = owner
+                changes["customer"] = owner
+            session.customer = owner
             if session.last_used_at is None or now - session.last_used_at > _TOUCH_EVERY:
                 changes["last_used_at"] = session.last_used_at = now
             if changes:
                 ConsumerSession.objects.filter(pk=session.pk).update(**changes)
-            session.customer = owner
     setattr(request, _CACHE_ATTRIBUTE, session)
     return session
 
@@ -126,7 +126,8 @@ def ninja_consumer_auth(request: HttpRequest) -> ConsumerSession | None:
 def h5_cookie_set(response: HttpResponse, request: HttpRequest, token: str) -> None:
     response.set_signed_cookie(H5_COOKIE, token, salt=H5_COOKIE_SALT,
                                max_age=int(LIFETIME[SessionKind.H5].total_seconds()), httponly=True,
-                               samesite="Lax", secure=request.is_secure(), path="/")
+                               samesite="Lax", path="/",
+                               secure=request.is_secure() or settings.SIYU_PUBLIC_URL.startswith("https://"))
 
 
 @transaction.atomic
