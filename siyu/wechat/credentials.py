@@ -80,7 +80,10 @@ def _clean_secrets(kind: str, new: dict[str, Any], old: dict[str, Any]) -> dict[
     for name, value in new.items():
         if value is None or (isinstance(value, str) and value.strip() == ""):
             continue
-        merged[name] = value.strip() if isinstance(value, str) else value
+        value = value.strip() if isinstance(value, str) else value
+        if isinstance(value, str) and value.startswith("-----BEGIN"):
+            value = value.replace("\r\n", "\n") + "\n"  # PEM as the SDKs expect it: LF, final newline
+        merged[name] = value
     for name, required in allowed.items():
         if required and not merged.get(name):
             raise _invalid(name, "必填", "is required")
