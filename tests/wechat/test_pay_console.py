@@ -73,7 +73,7 @@ def test_admin_refund_is_submitted_and_audited(clients, paid):
 @pytest.mark.parametrize(("role", "amount", "status"), [("analyst", "1.00", 403), ("operator", "1.00", 403),
                                                         ("service", "1.00", 403), ("admin", "123.46", 409),
                                                         ("admin", "1.001", 400), ("admin", "-1", 400),
-                                                        ("admin", "abc", 400)])
+                                                        ("admin", "abc", 400), ("admin", "1e3000", 400)])
 def test_refusals_change_nothing(clients, paid, role, amount, status):
     response = clients[role].post(reverse("console:wechat_pay_refund"),
                                   {"intent_id": paid.pk, "amount_yuan": amount, "reason": "x"})

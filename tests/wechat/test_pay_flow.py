@@ -8,6 +8,7 @@ from datetime import datetime
 import pytest
 
 from siyu.core import domain_events
+from siyu.customers.models import Event
 from siyu.wechat.pay import events, services
 from siyu.wechat.pay.models import PaymentIntent, PaymentNotification, Refund
 from siyu.wechat.pay.provider import WeChatPayProvider
@@ -85,6 +86,11 @@ def test_paying_delivers_a_verified_notification_and_marks_the_intent_paid(shop,
         (shop.config.mchid, "ORDER-PAY-1")].success_time)
     state = WeChatPayProvider().query(workspace=shop.workspace, out_trade_no="ORDER-PAY-1")
     assert (state.status, state.transaction_id) == ("paid", result.transaction_id)
+    # On the customer's timeline, by the payer's openid (event id from the transaction: retries are duplicates).
+    event = Event.objects.get(type="payment_succeeded")
+    assert event.event_id == f"wxpay:{shop.config.mchid}:{result.transaction_id}"
+    assert event.properties == {"out_trade_no": "ORDER-PAY-1", "amount_fen": 9900}
+    assert (event.identity.kind, event.identity.namespace, event.identity.value) == ("openid", APPID, openid)
 
 
 def test_query_reconciles_a_payment_whose_notification_was_delayed(shop, django_capture_on_commit_callbacks):
@@ -128,3 +134,30 @@ def test_close_then_refund_flow(shop, captured, django_capture_on_commit_callbac
     assert Refund.objects.get().status == "succeeded"
     assert [name for name, _ in captured] == [events.PAYMENT_SUCCEEDED, events.REFUND_SUCCEEDED]
     assert provider.refund_query(workspace=shop.workspace, out_refund_no=refund.out_refund_no).status == "succeeded"
+
+
+def test_periodic_reconcile_resubmits_lost_refunds_and_finds_lost_payments(shop, django_capture_on_commit_callbacks):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    user, openid = shop.payer()
+    provider = WeChatPayProvider()
+    prepay = provider.prepay(workspace=shop.workspace, out_trade_no="ORDER-RECON-1", amount_fen=700,
+                             description="C", payer_openid=openid)
+    shop.sim.faults.add("delay_callback", host="api.mch.weixin.qq.com")
+    sim_pay.pay(shop.sim, user, prepay.prepay_id)  # the notification never comes
+    later = timezone.now() + timedelta(minutes=11)
+    assert services.pay_reconcile_due(now=later) == {"refunds": 0, "intents": 1, "errors": 0}
+    intent = PaymentIntent.objects.get()
+    assert intent.status == "paid"
+    # WeChat Pay is unreachable when the refund is submitted: it stays reserved (pending), then is resubmitted.
+    shop.sim.faults.add("http_503", host="api.mch.weixin.qq.com", path="/v3/refund/domestic/refunds")
+    refund = services.refund_request(intent_id=intent.pk, amount_fen=700)
+    assert refund.status == "pending" and "HTTP_503" in refund.failure
+    with pytest.raises(services.SiyuError):
+        services.refund_request(intent_id=intent.pk, amount_fen=1)  # the reservation holds the money
+    assert services.pay_reconcile_due(now=later + timedelta(minutes=2)) == {"refunds": 1, "intents": 0, "errors": 0}
+    refund.refresh_from_db()
+    assert refund.status == "processing" and refund.refund_id
+    assert len(sim_pay.pay_state(shop.sim).refunds) == 1

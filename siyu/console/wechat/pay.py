@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
-
 from django.contrib import messages
 from django.shortcuts import redirect
 from django.urls import path
@@ -36,15 +34,11 @@ def pay_overview(request):
 
 
 def fen_from_yuan(text: str) -> int:
-    """ "12.3" → 1230; more than two decimals, zero, negatives and non-numbers are refused."""
     try:
-        value = Decimal((text or "").strip())
-    except InvalidOperation as error:
-        raise SiyuError("amount_invalid", "退款金额格式不正确", "The refund amount is not a number") from error
-    if not value.is_finite() or value <= 0 or value != value.quantize(Decimal("0.01")):
+        return domain.fen_parse(text)
+    except ValueError as error:
         raise SiyuError("amount_invalid", "退款金额须大于 0 且最多两位小数", "The amount must be positive with at most "
-                        "two decimals")
-    return int(value * 100)
+                        "two decimals") from error
 
 
 @require_POST

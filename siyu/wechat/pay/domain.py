@@ -7,6 +7,9 @@ payment that arrives for a closed intent is recorded (``closed → paid``) and r
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+MAX_YUAN = Decimal("100000000")  # far above any single WeChat Pay payment
 
 CREATED, PAID, CLOSED, REFUNDED_PARTIALLY, REFUNDED = "created", "paid", "closed", "refunded_partially", "refunded"
 
@@ -63,3 +66,16 @@ def yuan(fen: int) -> str:
     sign = "-" if fen < 0 else ""
     whole, cents = divmod(abs(int(fen)), 100)
     return f"{sign}{whole:,}.{cents:02d}"
+
+
+def fen_parse(text: str) -> int:
+    """"12.3" → 1230. Raises ValueError for non-numbers, zero or less, more than two decimals, absurd sizes."""
+    try:
+        value = Decimal((text or "").strip())
+    except InvalidOperation as error:
+        raise ValueError("not a number") from error
+    if not value.is_finite() or value <= 0 or value > MAX_YUAN:
+        raise ValueError("out of range")
+    if value != value.quantize(Decimal("0.01")):
+        raise ValueError("more than two decimals")
+    return int(value * 100)

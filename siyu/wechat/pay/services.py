@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import re
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Sum
+from django.db.models import Q, Sum
 from django.utils import timezone
 
 from siyu.core import domain_events
@@ -371,3 +371,30 @@ def intent_for(*, workspace: Workspace, out_trade_no: str, mchid: str | None = N
     if intent is None:
         raise SiyuError("not_found", "支付单不存在", "Payment not found", status=404)
     return intent
+
+
+def pay_reconcile_due(*, now: datetime | None = None, limit: int = 200) -> dict[str, int]:
+    """Settle what notifications have not: refunds never accepted (resubmitted) or still processing
+    (queried), and unpaid intents whose payment notification may have been lost (queried). Run periodically."""
+    now = now or timezone.now()
+    counts = {"refunds": 0, "intents": 0, "errors": 0}
+    due_refunds = list(Refund.objects.filter(
+        Q(status=domain.REFUND_PENDING, updated_at__lte=now - timedelta(minutes=1))
+        | Q(status=domain.REFUND_PROCESSING, updated_at__lte=now - timedelta(minutes=10))
+    ).order_by("updated_at").values_list("pk", flat=True)[:limit])
+    for pk in due_refunds:
+        try:
+            refund_reconcile(refund_pk=pk)
+            counts["refunds"] += 1
+        except SiyuError:
+            counts["errors"] += 1
+    due_intents = list(PaymentIntent.objects.filter(
+        status=domain.CREATED, created_at__lte=now - timedelta(minutes=10), created_at__gte=now - timedelta(days=2),
+    ).exclude(prepay_id="").order_by("created_at").values_list("pk", flat=True)[:limit])
+    for pk in due_intents:
+        try:
+            payment_reconcile(intent_id=pk)
+            counts["intents"] += 1
+        except SiyuError:
+            counts["errors"] += 1
+    return counts
