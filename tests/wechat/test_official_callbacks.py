@@ -163,3 +163,4 @@ def test_follower_from_before_siyu_scanning_gets_unionid(wechat_sim, wechat_app_
     assert list(Event.objects.filter(workspace=workspace).values_list("type", flat=True)) == ["qr_scan"]
     code.refresh_from_db()
     assert (code.scans, code.subscribes) == (1, 0)
+    assert Follower.objects.get(app=app, openid=openid).subscribed

@@ -176,6 +176,8 @@ def _subscribe_or_scan(message: CallbackMessage, app: WeChatApp, openid: str, se
             follower.subscribed, follower.subscribed_at, follower.unsubscribed_at = True, now, None
             if code is not None and follower.qr_code_id is None:
                 follower.qr_code = code
+        elif not is_subscribe and scanned:
+            follower.subscribed = True  # WeChat sends SCAN only to followers
         follower.save()
     if subscribed:
         handled.reply = settings_row.welcome_reply
