@@ -9,6 +9,7 @@ import pytest
 
 from siyu.core import domain_events
 from siyu.customers.models import Event
+from siyu.wechat.models import ApiIssue
 from siyu.wechat.pay import events, services
 from siyu.wechat.pay.models import PaymentIntent, PaymentNotification, Refund
 from siyu.wechat.pay.provider import WeChatPayProvider
@@ -152,8 +153,8 @@ def test_periodic_reconcile_resubmits_lost_refunds_and_finds_lost_payments(shop,
     intent = PaymentIntent.objects.get()
     assert intent.status == "paid"
     # WeChat Pay is unreachable when the refund is submitted: it stays reserved (pending), then is resubmitted.
-    shop.sim.faults.add("http_503", host="api.mch.weixin.qq.com", path="/v3/refund/domestic/refunds")
-    refund = services.refund_request(intent_id=intent.pk, amount_fen=700)
+    shop.sim.faults.add("http_503", host="api.mch.weixin.qq.com", path="/v3/refund/domestic/refunds", times=3)
+    refund = services.refund_request(intent_id=intent.pk, amount_fen=700)  # first try and two retries fail
     assert refund.status == "pending" and "HTTP_503" in refund.failure
     with pytest.raises(services.SiyuError):
         services.refund_request(intent_id=intent.pk, amount_fen=1)  # the reservation holds the money
@@ -161,3 +162,20 @@ def test_periodic_reconcile_resubmits_lost_refunds_and_finds_lost_payments(shop,
     refund.refresh_from_db()
     assert refund.status == "processing" and refund.refund_id
     assert len(sim_pay.pay_state(shop.sim).refunds) == 1
+
+
+def test_rate_limits_are_retried_then_surfaced(shop):
+    _, openid = shop.payer()
+    args = {"workspace": shop.workspace, "amount_fen": 100, "description": "限流", "payer_openid": openid}
+    limit = {"host": "api.mch.weixin.qq.com", "path": "/v3/pay/transactions/jsapi", "code": "RATELIMIT_EXCEED",
+             "message": "商户发起请求频率过高", "status": 429}
+    shop.sim.faults.add("errcode", times=1, **limit)
+    assert WeChatPayProvider().prepay(out_trade_no="LIMIT-0001", **args).prepay_id  # one retry was enough
+    assert not ApiIssue.objects.exists()
+    shop.sim.faults.add("errcode", times=-1, **limit)
+    with pytest.raises(services.SiyuError) as refused:
+        WeChatPayProvider().prepay(out_trade_no="LIMIT-0002", **args)
+    assert (refused.value.code, refused.value.status) == ("wechat_pay_rate_limited", 429)
+    issue = ApiIssue.objects.get()
+    assert (issue.api, issue.errcode) == ("pay:jsapi", 429) and "RATELIMIT_EXCEED" in issue.errmsg
+    assert PaymentIntent.objects.get(out_trade_no="LIMIT-0002").prepay_id == ""

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from siyu.core import domain_events
+from siyu.wechat.models import ApiIssue
 from siyu.wechat.pay import client, events
 from siyu.wechat.pay.models import PaymentIntent, PaymentNotification, Refund
 from siyu.wechat.pay.provider import WeChatPayProvider
@@ -198,8 +199,11 @@ def test_a_late_success_after_close_is_refunded_automatically(shop, ordered, cap
                                                               django_capture_on_commit_callbacks):
     """The shop closed the intent while WeChat Pay could not be reached; the consumer paid anyway."""
     user, _, prepay = ordered
-    shop.sim.faults.add("http_503", host=HOST, path="/v3/pay/transactions/out-trade-no/ORDER-N-0001/close")
+    shop.sim.faults.add("http_503", host=HOST, path="/v3/pay/transactions/out-trade-no/ORDER-N-0001/close", times=-1)
     assert WeChatPayProvider().close(workspace=shop.workspace, out_trade_no="ORDER-N-0001").status == "closed"
+    issue = ApiIssue.objects.get()  # the outage is surfaced in the console, after the retries
+    assert (issue.api, issue.errcode, issue.count) == ("pay:close", 503, 1)
+    shop.sim.faults.clear()
     with django_capture_on_commit_callbacks(execute=True):
         result = sim_pay.pay(shop.sim, user, prepay.prepay_id)
     assert result.notifications == [204]

@@ -52,6 +52,7 @@ def connect_merchant(sim: Simulator, workspace: Workspace, *, mchid: str = MCHID
 def shop_open(sim: Simulator, workspace: Workspace, settings) -> Shop:
     """Siyu's public URL is the simulator's label for it, so notify_url leads back in-process."""
     settings.SIYU_PUBLIC_URL = sim.siyu_url
+    settings.SIYU_WECHAT_RETRY_DELAYS = (0.01, 0.01)
     return Shop(sim, workspace, connect_merchant(sim, workspace))
 
 

@@ -26,6 +26,8 @@ from django.conf import settings
 from wechatpayv3 import WeChatPay, WeChatPayType
 from wechatpayv3.utils import load_public_key, rsa_verify
 
+from siyu.wechat.clients import issue_record, retry_delays
+from siyu.wechat.models import AppKind, WeChatApp
 from siyu.wechat.transport import gateway
 
 PAY_HOST = "api.mch.weixin.qq.com"
@@ -99,7 +101,34 @@ def refund_notify_url(mchid: str) -> str:
     return f"{settings.SIYU_PUBLIC_URL}/wx/pay/{mchid}/refund-notify"
 
 
-def _call(call, *args, **kwargs) -> dict[str, Any]:
+def _call(config: MerchantConfig, api: str, call, *args, **kwargs) -> dict[str, Any]:
+    """One v3 call, retried after :func:`siyu.wechat.clients.retry_delays` while the failure is transient
+    (every call we make is idempotent at WeChat Pay: same out_trade_no / out_refund_no, same answer). A
+    failure an operator must see (rate limit, outage, rejected signature, merchant balance) opens an ApiIssue."""
+    delays = list(retry_delays())
+    while True:
+        try:
+            return _call_once(call, *args, **kwargs)
+        except PayApiError as error:
+            transient = error.status == 0 or error.status >= 500 or error.status == 429
+            if transient and delays:
+                time.sleep(delays.pop(0))
+                continue
+            if transient or error.status in {401, 403} or error.code in OPERATOR_CODES:
+                _issue(config, api, error)
+            raise
+
+
+OPERATOR_CODES = frozenset({"NOT_ENOUGH", "NO_AUTH", "SIGN_ERROR", "APPID_MCHID_NOT_MATCH", "MCH_NOT_EXISTS"})
+
+
+def _issue(config: MerchantConfig, api: str, error: PayApiError) -> None:
+    app = WeChatApp.objects.filter(kind=AppKind.PAY, appid=config.mchid).first()
+    if app is not None:
+        issue_record(app=app, api=api, errcode=error.status or -1, errmsg=f"{error.code} {error.message}")
+
+
+def _call_once(call, *args, **kwargs) -> dict[str, Any]:
     try:
         status, text = call(*args, **kwargs)
     except requests.RequestException as error:
@@ -130,7 +159,7 @@ def _raise(code: str, message: str, status: int):
 
 def jsapi_prepay(config: MerchantConfig, *, appid: str, out_trade_no: str, amount_fen: int, description: str,
                  payer_openid: str, expires_at: str | None = None) -> str:
-    answer = _call(pay_client(config).pay, description=description, out_trade_no=out_trade_no,
+    answer = _call(config, "pay:jsapi", pay_client(config).pay, description=description, out_trade_no=out_trade_no,
                    amount={"total": amount_fen, "currency": "CNY"}, payer={"openid": payer_openid},
                    appid=appid, time_expire=expires_at, pay_type=WeChatPayType.JSAPI)
     if not answer.get("prepay_id"):
@@ -149,22 +178,22 @@ def client_pay_params(config: MerchantConfig, *, appid: str, prepay_id: str) -> 
 
 
 def order_query(config: MerchantConfig, *, out_trade_no: str) -> dict[str, Any]:
-    return _call(pay_client(config).query, out_trade_no=out_trade_no)
+    return _call(config, "pay:query", pay_client(config).query, out_trade_no=out_trade_no)
 
 
 def order_close(config: MerchantConfig, *, out_trade_no: str) -> None:
-    _call(pay_client(config).close, out_trade_no=out_trade_no)
+    _call(config, "pay:close", pay_client(config).close, out_trade_no=out_trade_no)
 
 
 def refund_create(config: MerchantConfig, *, out_trade_no: str, out_refund_no: str, amount_fen: int,
                   total_fen: int, reason: str = "") -> dict[str, Any]:
-    return _call(pay_client(config).refund, out_refund_no=out_refund_no, out_trade_no=out_trade_no,
+    return _call(config, "pay:refund", pay_client(config).refund, out_refund_no=out_refund_no, out_trade_no=out_trade_no,
                  amount={"refund": amount_fen, "total": total_fen, "currency": "CNY"}, reason=reason or None,
                  notify_url=refund_notify_url(config.mchid))
 
 
 def refund_query(config: MerchantConfig, *, out_refund_no: str) -> dict[str, Any]:
-    return _call(pay_client(config).query_refund, out_refund_no=out_refund_no)
+    return _call(config, "pay:refund_query", pay_client(config).query_refund, out_refund_no=out_refund_no)
 
 
 # --- notifications ------------------------------------------------------------------------------------

@@ -46,6 +46,10 @@ def _invalid(field: str, zh: str, en: str) -> SiyuError:
 
 
 def _upstream(error: PayApiError, action_zh: str, action_en: str) -> SiyuError:
+    if error.status == 429:
+        return SiyuError("wechat_pay_rate_limited", "微信支付请求过于频繁，请稍后重试",
+                         "WeChat Pay rate limit reached; please retry shortly", status=429,
+                         details={"wechat_code": error.code})
     return SiyuError("wechat_pay_refused" if not error.outcome_unknown else "wechat_pay_unavailable",
                      f"微信支付{action_zh}失败：{error.code} {error.message}",
                      f"WeChat Pay {action_en} failed: {error.code} {error.message}",
