@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 from django.test import Client
+from django.utils import timezone
 
 from siyu.core.services import membership_grant
 from siyu.wechat.official import services
-from siyu.wechat.official.models import AutoReplyRule, ChannelQrCode, MessageSend, OfficialSettings
+from siyu.wechat.official.models import AutoReplyRule, ChannelQrCode, Follower, MessageSend, OfficialSettings
 from siyu.wechat_sim import mp
 from tests.wechat.official_support import official_account
 
@@ -137,3 +139,19 @@ def test_mass_send_form_explains_a_refusal(clients, app, wechat_sim):
     assert MessageSend.objects.count() == 1
     page = clients["analyst"].get("/wechat/official/").content.decode()
     assert f'data-send="{MessageSend.objects.get().pk}"' in page
+
+
+def test_custom_message_form_within_and_outside_the_window(clients, app, wechat_sim):
+    user = wechat_sim.state.user("talker")
+    mp.subscribe(wechat_sim, user, app.appid)
+    mp.send_text(wechat_sim, user, app.appid, "你好")
+    openid = wechat_sim.state.openid(user, app.appid)
+    page = clients["operator"].get("/wechat/official/").content.decode()
+    assert openid in page and 'value="custom"' in page
+    form = {"app": app.appid, "kind": "custom", "openid": openid, "text": "您好，有什么可以帮您？"}
+    assert clients["operator"].post("/wechat/official/send", form).status_code == 302
+    Follower.objects.filter(app=app, openid=openid).update(last_interaction_at=timezone.now() - timedelta(days=3))
+    closed = clients["operator"].post("/wechat/official/send", form)
+    assert closed.status_code == 409 and "48 小时" in closed.content.decode()
+    assert MessageSend.objects.filter(kind="custom").count() == 1
+    assert clients["operator"].post("/wechat/official/send", {**form, "kind": "fax"}).status_code == 400

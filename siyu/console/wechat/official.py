@@ -84,6 +84,7 @@ def official_overview(request):
             mass_used=len(messaging.mass_sends_used(app=app)),
             sends=sends, tags=Tag.objects.filter(workspace=request.workspace).select_related("group"),
             published_menu=request.session.pop(f"official_menu_{app.pk}", None),
+            recent_followers=Follower.objects.filter(app=app).order_by("-last_interaction_at", "-pk")[:10],
         )
     return page(request, "console/wechat/official/overview.html", context, active="wechat_official")
 
