@@ -173,3 +173,31 @@ def test_url_verification_and_hostile_callbacks(client, wechat_sim, corp):
     assert refused.status_code == 403
     assert client.post(f"/wx/work/nosuchcorp/callback?{params}", body, content_type="text/xml").status_code == 404
     assert not ContactRelation.objects.exists() and not Event.objects.exists()
+
+
+def test_relation_follows_a_merge_of_its_customer(wechat_sim, workspace, corp, way,
+                                                  django_capture_on_commit_callbacks):
+    from django.utils import timezone
+
+    from siyu.customers.ingestion import events_ingest
+
+    user = wechat_sim.state.user("merge1")
+    user.extra["has_unionid"] = False  # WeCom does not tell the unionid yet
+    unionid = wechat_sim.state.unionid(user, corp.appid)
+    now = timezone.now().isoformat()
+    events_ingest(workspace=workspace, events=[{"event_id": "mp-sub-1", "type": "subscribe", "occurred_at": now,
+                                                "identities": [{"kind": "unionid", "value": unionid},
+                                                               {"kind": "openid", "namespace": "wxmp", "value": "o1"}]}])
+    added = sim_work.add_contact(wechat_sim, user, corp.appid, way.state)
+    relation = ContactRelation.objects.get(external_userid=added["external_userid"])
+    official = Identity.objects.get(kind="unionid").customer
+    assert relation.customer != official
+    with django_capture_on_commit_callbacks(execute=True):
+        events_ingest(workspace=workspace, events=[{
+            "event_id": "link-1", "type": "wecom_edit", "occurred_at": now,
+            "identities": [{"kind": "external_userid", "namespace": corp.appid, "value": added["external_userid"]},
+                           {"kind": "unionid", "value": unionid}]}])
+    live = Identity.objects.get(kind="external_userid").customer
+    assert live == Identity.objects.get(kind="unionid").customer == official  # the earlier profile wins
+    relation.refresh_from_db()
+    assert relation.customer == live

@@ -24,7 +24,6 @@ from siyu.core.timeutil import SHANGHAI
 from siyu.wechat.clients import WeChatApiError
 from siyu.wechat.models import WeChatApp
 from siyu.wechat.work import wecom
-from siyu.wechat.work.contacts import live_customer
 from siyu.wechat.work.models import (
     ContactRelation,
     MassSend,
@@ -192,7 +191,7 @@ def mass_send_refresh(mass: MassSend) -> dict[str, int]:
 def mass_send_customers(*, app: WeChatApp, tag_id: Any = None) -> list[int]:
     """The live customers the console's "send to" choice names: every WeCom contact, or one tag's."""
     queryset = ContactRelation.objects.filter(app=app, status=RelationStatus.ACTIVE)
-    ids = {live_customer(pk).pk for pk in set(queryset.values_list("customer_id", flat=True))}
+    ids = set(queryset.values_list("customer_id", flat=True))  # kept live by customers_realign
     if tag_id not in (None, ""):
         from siyu.customers.models import CustomerTag
 

@@ -228,6 +228,30 @@ def staff_changed(app: WeChatApp, data: dict[str, Any]) -> Staff | None:
     return staff
 
 
+def customers_realign(*, workspace_id: int, customer_ids: list[int]) -> int:
+    """After a merge or un-merge: rows naming one of these customers follow their external_userid's
+    identity to the customer it belongs to now (relations, group members, mass-send recipients, whose
+    monthly count must follow the person)."""
+    from siyu.wechat.work.models import GroupMember, MassSendRecipient
+
+    owners = {(row.namespace, row.value): row.customer_id for row in Identity.objects.filter(
+        workspace_id=workspace_id, kind=IdentityKind.EXTERNAL_USERID, customer_id__in=customer_ids)}
+    merged = Customer.objects.filter(pk__in=customer_ids, status=CustomerStatus.MERGED).values_list("pk", flat=True)
+    moved = 0
+    rows = [(ContactRelation, "app__appid", "external_userid"), (GroupMember, "group__app__appid", "member_id"),
+            (MassSendRecipient, "mass_send__app__appid", "external_userid")]
+    for model, appid_path, value_field in rows:
+        candidates = model.objects.filter(customer_id__in=customer_ids).values_list("pk", appid_path, value_field,
+                                                                                   "customer_id")
+        for pk, appid, value, current in candidates:
+            target = owners.get((appid, value))
+            if target is None and current in merged:
+                target = live_customer(current).pk
+            if target is not None and target != current:
+                moved += model.objects.filter(pk=pk).update(customer_id=target)
+    return moved
+
+
 def staff_sync(app: WeChatApp) -> int:
     """Bring the member list over from WeCom (``user/list``); members gone from it are marked left."""
     rows = wecom.call(app, "user/list", wecom.client(app).user.list, 1, fetch_child=True)

@@ -163,7 +163,7 @@ def siyu_tags_export(app: WeChatApp) -> int:
 def _desired(app: WeChatApp, relations: list[ContactRelation]) -> dict[int, set[int]]:
     """Per relation: the WorkTag ids its customer's Siyu tags call for."""
     by_tag = {row.tag_id: row.pk for row in WorkTag.objects.filter(app=app, deleted_at=None, tag__isnull=False)}
-    customers = {relation.pk: live_customer(relation.customer_id).pk for relation in relations}
+    customers = {relation.pk: relation.customer_id for relation in relations}  # kept live by customers_realign
     tags: dict[int, set[int]] = defaultdict(set)
     for customer_id, tag_id in CustomerTag.objects.filter(customer_id__in=set(customers.values()),
                                                           tag_id__in=by_tag).values_list("customer_id", "tag_id"):

@@ -12,10 +12,11 @@ import logging
 from huey import crontab
 from huey.contrib.djhuey import db_periodic_task, db_task
 
+from siyu.core.domain_events import CUSTOMERS_CHANGED, subscribe
 from siyu.wechat.clients import WeChatApiError
 from siyu.wechat.models import AppKind, WeChatApp
 from siyu.wechat.work import campaigns, contact_ways, groups, tag_sync, transfers, wecom
-from siyu.wechat.work.contacts import staff_sync
+from siyu.wechat.work.contacts import customers_realign, staff_sync
 from siyu.wechat.work.models import ContactRelation, ContactWay, MassSend, MassSendStatus, MomentTask
 
 logger = logging.getLogger(__name__)
@@ -136,3 +137,11 @@ def contact_way_rotations_daily() -> int:
     for way_id in changed:
         contact_way_rotation_task(way_id)
     return len(changed)
+
+
+def _on_customers_changed(*, workspace_id: int, customer_ids: list[int]) -> None:
+    # Cheap and in-request: only rows that name the merged or un-merged customers are touched.
+    customers_realign(workspace_id=workspace_id, customer_ids=customer_ids)
+
+
+subscribe(CUSTOMERS_CHANGED, _on_customers_changed)
