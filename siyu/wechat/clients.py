@@ -5,8 +5,9 @@ Each client
   real WeChat host then) with ``SIYU_WECHAT_TIMEOUT``;
 - takes its access token from the database cache (:mod:`siyu.wechat.tokens`), refreshed five minutes
   before expiry and, once per call, when WeChat answers 40001 / 40014 / 42001;
-- retries timeouts, connection errors, 5xx answers and errcode -1 ("system busy") with the back-off
-  delays of ``SIYU_WECHAT_RETRY_DELAYS`` (seconds; tests set them near zero).
+- retries connection errors, timeouts (of GETs only: a POST may have been done), 5xx answers and
+  errcode -1 ("system busy") after each delay of ``SIYU_WECHAT_RETRY_DELAYS`` (seconds, growing
+  exponentially by default; tests set them near zero).
 
 :func:`wechat_call` turns wechatpy's exceptions into :class:`WeChatApiError` / :class:`WeChatRateLimited`
 and records the ones an operator must see as :class:`~siyu.wechat.models.ApiIssue` rows. Call WeChat
@@ -81,9 +82,16 @@ def retry_delays() -> tuple[float, ...]:
     return tuple(getattr(settings, "SIYU_WECHAT_RETRY_DELAYS", DEFAULT_RETRY_DELAYS))
 
 
-def _transient(error: Exception) -> bool:
+def _transient(error: Exception, *, idempotent: bool = True) -> bool:
+    """Worth retrying: WeChat did not do the work (or doing it twice is harmless).
+
+    A read timeout on a POST is not retried: WeChat may have sent the message already, and a second
+    template or mass message to a customer is worse than a failure the caller sees.
+    """
     if isinstance(error, EscapedRequest):
         return False
+    if isinstance(error, requests.ReadTimeout):
+        return idempotent
     if isinstance(error, (requests.Timeout, requests.ConnectionError)):
         return True
     if isinstance(error, WeChatClientException):
@@ -95,18 +103,23 @@ def _transient(error: Exception) -> bool:
     return False
 
 
-def with_backoff(fn: Callable[[], T]) -> T:
+def with_backoff(fn: Callable[[], T], *, idempotent: bool = True) -> T:
     """Run ``fn``, retrying transient failures after each of :func:`retry_delays`."""
     delays = list(retry_delays())
     while True:
         try:
             return fn()
         except (requests.RequestException, WeChatClientException) as error:
-            if not delays or not _transient(error):
+            if not delays or not _transient(error, idempotent=idempotent):
                 raise
             delay = delays.pop(0)
             logger.info("WeChat call failed transiently (%s); retrying in %.2fs", error, delay)
             _sleep(delay)
+
+
+def _tokenless(url_or_endpoint: str) -> bool:
+    """APIs authenticated by AppID/AppSecret, not by an access token (``sns/jscode2session``)."""
+    return url_or_endpoint.lstrip("/").startswith("sns/") or "/sns/" in url_or_endpoint
 
 
 class _CachedTokenMixin:
@@ -114,42 +127,44 @@ class _CachedTokenMixin:
 
     siyu_app: WeChatApp
     token_key: str
-    _used_token: str | None
 
     def _siyu_setup(self, app: WeChatApp, key: str) -> None:
         self.siyu_app = app
         self.token_key = key
-        self._used_token = None
         self._http = http_session()
         self.timeout = settings.SIYU_WECHAT_TIMEOUT
         self.auto_retry = False  # we retry ourselves, through the shared cache
 
     @property
     def access_token(self) -> str:
-        token = token_get(app=self.siyu_app, key=self.token_key, fetch=self._fetch_token)
-        self._used_token = token
-        return token
+        return token_get(app=self.siyu_app, key=self.token_key, fetch=self._fetch_token)
 
     def _fetch_token(self) -> tuple[str, int]:
         result = with_backoff(self.fetch_access_token)
         return result["access_token"], int(result.get("expires_in") or 7200)
 
     def _request(self, method, url_or_endpoint, **kwargs):
-        token_retried, failed = False, None
+        if _tokenless(url_or_endpoint):
+            # wechatpy adds a token unless one is given; None makes requests leave the parameter out
+            kwargs["params"] = {**(kwargs.get("params") or {}), "access_token": None}
+        idempotent = str(method).lower() == "get"
+        token_retried = False
         while True:
             attempt = dict(kwargs)
-            if isinstance(kwargs.get("params"), dict):
-                attempt["params"] = dict(kwargs["params"])
-                if token_retried and attempt["params"].get("access_token") == failed:
-                    del attempt["params"]["access_token"]
+            if kwargs.get("params") is None or isinstance(kwargs["params"], dict):
+                attempt["params"] = dict(kwargs.get("params") or {})  # wechatpy writes the token it used into it
             try:
                 return with_backoff(lambda attempt=attempt: super(_CachedTokenMixin, self)._request(
-                    method, url_or_endpoint, **attempt))
+                    method, url_or_endpoint, **attempt), idempotent=idempotent)
             except WeChatClientException as error:
-                if error.errcode in TOKEN_ERRORS and not token_retried and self._used_token:
-                    failed = self._used_token
-                    token_invalidate(app=self.siyu_app, key=self.token_key, failed_token=failed)
+                used = attempt["params"].get("access_token") if isinstance(attempt.get("params"), dict) else None
+                if error.errcode in TOKEN_ERRORS and not token_retried and used:
+                    token_invalidate(app=self.siyu_app, key=self.token_key, failed_token=used)
                     token_retried = True
+                    given = kwargs.get("params")
+                    if isinstance(given, dict) and given.get("access_token") == used:
+                        kwargs["params"] = {name: value for name, value in kwargs["params"].items()
+                                            if name != "access_token"}
                     continue
                 raise
 

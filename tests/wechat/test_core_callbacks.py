@@ -251,3 +251,17 @@ def test_encrypted_by_wechatpy_is_accepted(official_app):
     query = {"signature": crypto.signature(token, timestamp, nonce), "timestamp": timestamp, "nonce": nonce,
              "encrypt_type": "aes", "msg_signature": fields["MsgSignature"]}
     assert official_callback(official_app, _post("/cb", query, body)).event == "subscribe"
+
+
+def test_old_nonces_are_pruned(official_app):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from siyu.wechat.callbacks import nonces_prune
+
+    CallbackNonce.objects.create(app=official_app, nonce="old", timestamp=1)
+    CallbackNonce.objects.create(app=official_app, nonce="new", timestamp=2)
+    CallbackNonce.objects.filter(nonce="old").update(received_at=timezone.now() - timedelta(minutes=11))
+    assert nonces_prune() == 1
+    assert list(CallbackNonce.objects.values_list("nonce", flat=True)) == ["new"]

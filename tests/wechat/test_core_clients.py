@@ -291,3 +291,23 @@ def test_client_kind_is_checked(official_app, work_app):
         work_client(official_app)
     with pytest.raises(SiyuError):
         official_client(work_app)
+
+
+def test_post_timeouts_are_not_retried(wechat_sim, official_app, slept, settings):
+    """WeChat may have done a POST that timed out (a message sent): no blind second attempt."""
+    settings.SIYU_WECHAT_TIMEOUT = 0.2
+    client = official_client(official_app)
+    menu_get(official_app)
+    fault = wechat_sim.faults.add("timeout", host=MP, path="/cgi-bin/menu/create", times=3, seconds=0.6)
+    with pytest.raises(WeChatApiError) as error:
+        wechat_call(official_app, "menu.create", client.menu.create, {"button": []})
+    assert error.value.code == "wechat_unavailable"
+    assert slept == [] and fault.hits == 1
+    assert isinstance(error.value.__cause__, requests.ReadTimeout)
+
+
+def test_code_to_session_needs_no_access_token(wechat_sim, miniapp_app):
+    code = wx_login(wechat_sim, "u9", miniapp_app.appid)
+    wechat_call(miniapp_app, "jscode2session", miniapp_client(miniapp_app).wxa.code_to_session, code)
+    assert issued(wechat_sim, miniapp_app) == 0
+    assert not AccessToken.objects.exists()
