@@ -190,3 +190,23 @@ def test_simulator_refusal_of_a_custom_message_is_final_for_that_customer(wechat
     done = messaging.send_execute(send_id=send.pk)
     assert done.status == SendStatus.FAILED
     assert recipients(done)[openid] == (RecipientStatus.FAILED, 45015)
+
+
+def test_a_claimed_send_is_not_worked_twice_and_unreachable_wechat_is_retried(wechat_sim, account, settings):
+    settings.SIYU_WECHAT_RETRY_DELAYS = (0.01,)
+    openids = followers(wechat_sim, account, 2)
+    send = messaging.template_send_request(app=account, actor=None, template_id="T1", data={"a": "b"},
+                                           openids=openids)
+    assert messaging._claim(send.pk) is not None  # another worker holds it
+    assert messaging.send_execute(send_id=send.pk) is None
+    assert messaging.sends_due() == []  # the lease has not run out
+    MessageSend.objects.filter(pk=send.pk).update(next_attempt_at=timezone.now())  # that worker died
+    assert messaging.sends_due() == [send.pk]
+    wechat_sim.faults.add("http_503", host=API, path="/cgi-bin/message/template/send", times=-1)
+    retried = messaging.send_execute(send_id=send.pk)
+    assert retried.status == SendStatus.RETRYING and retried.attempts == 2
+    assert set(recipients(retried).values()) == {(RecipientStatus.PENDING, None)}
+    wechat_sim.faults.clear()
+    MessageSend.objects.filter(pk=send.pk).update(next_attempt_at=timezone.now())
+    assert messaging.send_execute(send_id=send.pk).status == SendStatus.SENT
+    assert len(mp.sent_messages(wechat_sim, account.appid, "template")) == 2

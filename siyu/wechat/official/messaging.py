@@ -163,7 +163,12 @@ def custom_send_request(*, app: WeChatApp, actor: Any, openid: str, text: str) -
 
 
 # --- execution (the Huey task) -------------------------------------------------------------------
+LEASE = timedelta(minutes=10)  # a claimed send is not claimed again before this, unless it settles first
+
+
 def _claim(send_id: int) -> MessageSend | None:
+    """Take the send for one attempt. ``next_attempt_at`` doubles as a lease, so two workers never work
+    on the same send at once and a worker that died mid-send is taken over after the lease."""
     now = timezone.now()
     with transaction.atomic():
         send = MessageSend.objects.select_for_update().select_related("app").filter(pk=send_id).first()
@@ -172,7 +177,7 @@ def _claim(send_id: int) -> MessageSend | None:
         if send.next_attempt_at and send.next_attempt_at > now:
             return None
         send.attempts += 1
-        send.next_attempt_at = None
+        send.next_attempt_at = now + LEASE
         send.save(update_fields=["attempts", "next_attempt_at"])
     return send
 
@@ -184,6 +189,13 @@ def _mark(recipients: list[str], send: MessageSend, *, status: str, errcode: int
         sent_at=timezone.now() if status == RecipientStatus.SENT else None)
 
 
+def _retry_later(error: WeChatApiError) -> bool:
+    """Worth trying again later: a quota or rate limit that resets, or WeChat unreachable (no errcode)."""
+    if isinstance(error, WeChatRateLimited):
+        return error.retry_after is not None
+    return error.errcode is None
+
+
 def send_execute(*, send_id: int) -> MessageSend | None:
     """Send what is pending of one send; returns it with its new status (None if not due or finished)."""
     send = _claim(send_id)
@@ -192,9 +204,9 @@ def send_execute(*, send_id: int) -> MessageSend | None:
     app = send.app
     client = official_client(app)
     pending = list(send.recipients.filter(status=RecipientStatus.PENDING).values_list("openid", flat=True))
-    limited: WeChatRateLimited | None = None
+    stopped: WeChatApiError | None = None
     if send.kind == SendKind.MASS:
-        limited = _mass(send, client, pending)
+        stopped = _mass(send, client, pending)
     else:
         for openid in pending:
             try:
@@ -203,20 +215,18 @@ def send_execute(*, send_id: int) -> MessageSend | None:
                                 send.content["template_id"], send.content["data"], url=send.content.get("url") or None)
                 else:
                     wechat_call(app, "message.custom.send", client.message.send_text, openid, send.content["text"])
-            except WeChatRateLimited as error:
-                if error.retry_after is None:  # this customer's window or count: final for them
-                    _mark([openid], send, status=RecipientStatus.FAILED, errcode=error.errcode, errmsg=error.message_zh)
-                    continue
-                limited = error
-                break
             except WeChatApiError as error:
+                if _retry_later(error):
+                    stopped = error
+                    break
+                # this customer's window or count, not following, a bad template: final for them
                 _mark([openid], send, status=RecipientStatus.FAILED, errcode=error.errcode, errmsg=error.message_zh)
                 continue
             _mark([openid], send, status=RecipientStatus.SENT)
-    return _settle(send, limited)
+    return _settle(send, stopped)
 
 
-def _mass(send: MessageSend, client, pending: list[str]) -> WeChatRateLimited | None:
+def _mass(send: MessageSend, client, pending: list[str]) -> WeChatApiError | None:
     text, client_msg_id = send.content["text"], f"siyu-{send.pk}"
     try:
         if send.target.get("to_all"):
@@ -225,12 +235,9 @@ def _mass(send: MessageSend, client, pending: list[str]) -> WeChatRateLimited | 
         else:
             answer = wechat_call(send.app, "message.mass.send", client.message.send_mass_text, pending, text,
                                  client_msg_id=client_msg_id)
-    except WeChatRateLimited as error:
-        if error.retry_after is None:
-            _mark(pending, send, status=RecipientStatus.FAILED, errcode=error.errcode, errmsg=error.message_zh)
-            return None
-        return error
     except WeChatApiError as error:
+        if _retry_later(error):
+            return error
         if error.errcode == CLIENT_MSG_ID_USED:  # an earlier attempt went through
             _mark(pending, send, status=RecipientStatus.SENT)
             return None
@@ -242,21 +249,23 @@ def _mass(send: MessageSend, client, pending: list[str]) -> WeChatRateLimited | 
     return None
 
 
-def _settle(send: MessageSend, limited: WeChatRateLimited | None) -> MessageSend:
+def _settle(send: MessageSend, stopped: WeChatApiError | None) -> MessageSend:
     counts = {status: send.recipients.filter(status=status).count() for status in RecipientStatus.values}
     now = timezone.now()
-    if limited is not None and counts[RecipientStatus.PENDING]:
+    send.next_attempt_at = None
+    if stopped is not None and counts[RecipientStatus.PENDING]:
         if send.attempts >= MAX_ATTEMPTS:
-            gave_up = f"重试 {send.attempts} 次后仍被限流，已停止：{limited.message_zh}"
+            gave_up = f"重试 {send.attempts} 次后仍未成功，已停止：{stopped.message_zh}"
             _mark(list(send.recipients.filter(status=RecipientStatus.PENDING).values_list("openid", flat=True)), send,
-                  status=RecipientStatus.FAILED, errcode=limited.errcode, errmsg=gave_up)
+                  status=RecipientStatus.FAILED, errcode=stopped.errcode, errmsg=gave_up)
             counts[RecipientStatus.FAILED] += counts[RecipientStatus.PENDING]
             counts[RecipientStatus.PENDING] = 0
             send.last_error = gave_up[:512]
         else:
+            retry_after = stopped.retry_after if isinstance(stopped, WeChatRateLimited) else None
             send.status = SendStatus.RETRYING
-            send.next_attempt_at = now + timedelta(seconds=retry_delay(send.attempts, retry_after=limited.retry_after))
-            send.last_error = f"{limited.errcode} {limited.message_zh}"[:512]
+            send.next_attempt_at = now + timedelta(seconds=retry_delay(send.attempts, retry_after=retry_after))
+            send.last_error = f"{stopped.errcode or ''} {stopped.message_zh}".strip()[:512]
             send.save(update_fields=["status", "next_attempt_at", "last_error", "wechat_msg_id"])
             return send
     if counts[RecipientStatus.SENT] and counts[RecipientStatus.FAILED]:
@@ -271,9 +280,9 @@ def _settle(send: MessageSend, limited: WeChatRateLimited | None) -> MessageSend
 
 
 def sends_due(*, now=None) -> list[int]:
-    """Sends whose retry time has come, or queued ones whose task seems lost (the periodic safety net)."""
+    """Sends whose retry time (or lease) has passed, or queued ones whose task seems lost (the periodic
+    safety net re-queues them)."""
     now = now or timezone.now()
-    retry = Q(status=SendStatus.RETRYING, next_attempt_at__lte=now)
-    lost = Q(status=SendStatus.QUEUED, created_at__lte=now - timedelta(minutes=10))
-    return list(MessageSend.objects.filter(retry | lost).values_list("pk", flat=True)[:500])
-
+    waiting = Q(status__in=[SendStatus.QUEUED, SendStatus.RETRYING])
+    due = Q(next_attempt_at__lte=now) | Q(next_attempt_at=None, created_at__lte=now - LEASE)
+    return list(MessageSend.objects.filter(waiting & due).values_list("pk", flat=True)[:500])
