@@ -28,7 +28,7 @@ def _run_concurrently(app, count: int) -> list:
             barrier.wait(timeout=10)
             client = official_client(app)
             outcome = wechat_call(app, "menu.get", client.menu.get)
-        except Exception as error:  # noqa: BLE001 - reported to the main thread
+        except Exception as error:  # reported to the main thread
             outcome = error
         finally:
             connection.close()
