@@ -58,12 +58,23 @@ class Observation:
     occurred_at: datetime
     channel: str = ""
     profile: dict = field(default_factory=dict)  # optional name/phone ciphertext for a new customer
+    # When one observation stands for several (a batch's events with the same identities): the latest
+    # time among them (default: occurred_at). New customers/identities get it as last_seen_at and stored
+    # identities are moved forward to it.
+    last_seen_at: datetime | None = None
+
+    @property
+    def latest(self) -> datetime:
+        return self.occurred_at if self.last_seen_at is None or self.last_seen_at < self.occurred_at \
+            else self.last_seen_at
 
 
 @dataclass
 class Resolution:
     customer_id: int
     identity_id: int  # the identity the observation is filed under (its best-ranked key)
+    # identities whose last_seen_at the caller still has to move forward (the resolver does its own)
+    seen_identity_ids: list[int] = field(default_factory=list)
 
 
 def sort_keys(keys: Iterable[IdentityKey]) -> list[IdentityKey]:
@@ -78,6 +89,11 @@ _RETRY_PGCODES = {"40P01", "40001"}  # deadlock_detected, serialization_failure
 
 class _Stale(Exception):
     """What we read changed before we could lock it: start again from a fresh read."""
+
+
+class _IdentityTaken(IntegrityError):
+    """A concurrent writer stored one of our new identities first (what a unique violation would say):
+    retried like one, here and by callers that retry integrity errors (ingestion)."""
 
 
 def _check_observations(observations: Sequence[Observation]) -> None:
@@ -142,6 +158,107 @@ def _load_identities(workspace: Workspace, all_keys: set[IdentityKey]) -> dict[I
             if key in all_keys:
                 found[key] = (pk, customer_id)
     return found
+
+
+# Profile fields an observation may carry for a new customer (written by the set-based insert).
+_NEW_CUSTOMER_PROFILE = ("name_enc", "name_hash", "phone_enc", "phone_hash", "gender", "city")
+
+
+def _pg_cursor():
+    """A psycopg cursor with server-side binding on Django's connection (arrays travel in binary)."""
+    import psycopg
+
+    connection.ensure_connection()
+    return psycopg.Cursor(connection.connection)
+
+
+def _customers_insert(workspace: Workspace, rows: list[tuple[Observation, datetime]]) -> list[int]:
+    """Create one customer per (observation, last seen); returns their ids in order.
+
+    PostgreSQL: one ``INSERT … SELECT FROM unnest(arrays) RETURNING id`` (rows come back in the order of
+    the arrays: a plain scan of unnest, no join or sort, as Django's own bulk_create relies on)."""
+    profiles_ok = all(set(obs.profile) <= set(_NEW_CUSTOMER_PROFILE) for obs, _ in rows)
+    if connection.vendor != "postgresql" or not profiles_ok:
+        created = Customer.objects.bulk_create([
+            Customer(workspace=workspace, first_channel=obs.channel, first_seen_at=obs.occurred_at,
+                     last_seen_at=latest, **obs.profile)
+            for obs, latest in rows])
+        return [row.pk for row in created]
+    columns = {name: [obs.profile.get(name) for obs, _ in rows] for name in _NEW_CUSTOMER_PROFILE}
+    for name in ("name_hash", "phone_hash", "gender", "city"):
+        columns[name] = [value or "" for value in columns[name]]
+    for name in ("name_enc", "phone_enc"):
+        columns[name] = [bytes(value) if value is not None else None for value in columns[name]]
+    with _pg_cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO customers_customer (workspace_id, status, name_enc, name_hash, phone_enc, phone_hash, "
+            "gender, city, first_channel, first_seen_at, last_seen_at, attributes, created_at) "
+            "SELECT %s, %s, v.name_enc, v.name_hash, v.phone_enc, v.phone_hash, v.gender, v.city, v.channel, "
+            "v.first_seen, v.last_seen, '{}'::jsonb, %s "
+            "FROM unnest(%s::bytea[], %s::text[], %s::bytea[], %s::text[], %s::text[], %s::text[], %s::text[], "
+            "%s::timestamptz[], %s::timestamptz[]) "
+            "AS v(name_enc, name_hash, phone_enc, phone_hash, gender, city, channel, first_seen, last_seen) "
+            "RETURNING id",
+            [workspace.pk, CustomerStatus.ACTIVE, timezone.now(), columns["name_enc"], columns["name_hash"],
+             columns["phone_enc"], columns["phone_hash"], columns["gender"], columns["city"],
+             [obs.channel for obs, _ in rows], [obs.occurred_at for obs, _ in rows], [latest for _, latest in rows]],
+        )
+        ids = [row[0] for row in cursor.fetchall()]
+    if len(ids) != len(rows):
+        raise AssertionError("customer insert returned a different number of rows")
+    return ids
+
+
+def _identities_insert(workspace: Workspace,
+                       rows: list[tuple[IdentityKey, int, datetime, datetime]]) -> dict[IdentityKey, int]:
+    """Create identities (key, customer id, first seen, last seen); returns {key: id}.
+
+    PostgreSQL: one ``INSERT … SELECT FROM unnest(arrays) ON CONFLICT DO NOTHING RETURNING``. A key a
+    concurrent writer stored after our read comes back missing: the attempt fails as on a unique violation
+    (the ORM path) and is retried from a fresh read."""
+    if connection.vendor != "postgresql":
+        created = Identity.objects.bulk_create([
+            Identity(workspace=workspace, customer_id=customer_id, kind=key[0], namespace=key[1], value=key[2],
+                     first_seen_at=first, last_seen_at=last)
+            for key, customer_id, first, last in rows])
+        return {(row.kind, row.namespace, row.value): row.pk for row in created}
+    with _pg_cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO customers_identity (workspace_id, customer_id, kind, namespace, value, first_seen_at, "
+            "last_seen_at) SELECT %s, v.customer_id, v.kind, v.namespace, v.value, v.first_seen, v.last_seen "
+            "FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[]) "
+            "AS v(customer_id, kind, namespace, value, first_seen, last_seen) "
+            "ON CONFLICT (workspace_id, kind, namespace, value) DO NOTHING RETURNING id, kind, namespace, value",
+            [workspace.pk, [row[1] for row in rows], [row[0][0] for row in rows], [row[0][1] for row in rows],
+             [row[0][2] for row in rows], [row[2] for row in rows], [row[3] for row in rows]],
+        )
+        created = {(kind, namespace, value): pk for pk, kind, namespace, value in cursor.fetchall()}
+    if len(created) != len(rows):
+        raise _IdentityTaken("identity_unique_key: stored concurrently")
+    return created
+
+
+def identities_touch(seen: dict[int, datetime]) -> None:
+    """Move identities' last_seen_at forward to the given times (never back; later rows are not written)."""
+    if not seen:
+        return
+    ordered = sorted(seen.items())  # one lock order for every writer
+    if connection.vendor == "postgresql":
+        with _pg_cursor() as cursor:
+            cursor.execute(
+                "UPDATE customers_identity AS i SET last_seen_at = v.t FROM unnest(%s::bigint[], "
+                "%s::timestamptz[]) AS v(id, t) WHERE i.id = v.id AND i.last_seen_at < v.t",
+                [[pk for pk, _ in ordered], [moment for _, moment in ordered]])
+        return
+    table = connection.ops.quote_name(Identity._meta.db_table)
+    adapt = connection.ops.adapt_datetimefield_value
+    with connection.cursor() as cursor:
+        for start in range(0, len(ordered), 400):
+            chunk = ordered[start:start + 400]
+            cursor.execute(
+                f"WITH v(id, t) AS (VALUES {', '.join(['(%s, %s)'] * len(chunk))}) "
+                f"UPDATE {table} SET last_seen_at = v.t FROM v WHERE {table}.id = v.id AND {table}.last_seen_at < v.t",
+                [value for pk, moment in chunk for value in (pk, adapt(moment))])
 
 
 def _resolve_once(workspace: Workspace, observations: Sequence[Observation]) -> list[Resolution]:
@@ -222,39 +339,34 @@ def _resolve_once(workspace: Workspace, observations: Sequence[Observation]) -> 
     # Insert new customers, then new identities, then apply merges.
     real_id: dict[int, int] = {}
     if placeholders:
-        new_rows = [
-            Customer(
-                workspace=workspace,
-                first_channel=obs.channel,
-                first_seen_at=obs.occurred_at,
-                last_seen_at=obs.occurred_at,
-                **obs.profile,
-            )
-            for obs in placeholders.values()
-        ]
-        created = Customer.objects.bulk_create(new_rows)
-        for placeholder, row in zip(placeholders, created, strict=True):
-            real_id[placeholder] = row.pk
+        latest: dict[int, datetime] = {}
+        for obs, customer_id in zip(observations, chosen, strict=True):
+            if customer_id < 0:
+                latest[customer_id] = max(latest.get(customer_id, obs.latest), obs.latest)
+        created = _customers_insert(workspace, [(obs, latest[placeholder])
+                                                for placeholder, obs in placeholders.items()])
+        real_id = dict(zip(placeholders, created, strict=True))
 
     def final(customer_id: int) -> int:
         customer_id = live(customer_id)
         return real_id.get(customer_id, customer_id)
 
-    new_identities: dict[IdentityKey, Identity] = {}
-    seen_at: dict[IdentityKey, datetime] = {}
+    # Every identity of an observation was seen then: new ones are created with their first and last time in
+    # the batch, stored ones have last_seen_at moved forward (one set-based UPDATE, rows already later untouched).
+    first_at: dict[IdentityKey, datetime] = {}
+    last_at: dict[IdentityKey, datetime] = {}
     for obs in observations:
+        latest_seen = obs.latest
         for key in obs.keys:
-            if key not in identity_ids:
-                seen_at[key] = min(seen_at.get(key, obs.occurred_at), obs.occurred_at)
-    for key, when in seen_at.items():
-        # On the customer that claimed it; a later merge in this batch moves it (and its record says so).
-        new_identities[key] = Identity(
-            workspace=workspace, customer_id=real_id.get(owner[key], owner[key]), kind=key[0], namespace=key[1], value=key[2],
-            first_seen_at=when, last_seen_at=when,
-        )
-    if new_identities:
-        for key, row in zip(new_identities, Identity.objects.bulk_create(list(new_identities.values())), strict=True):
-            identity_ids[key] = row.pk
+            if key not in first_at or obs.occurred_at < first_at[key]:
+                first_at[key] = obs.occurred_at
+            if key not in last_at or latest_seen > last_at[key]:
+                last_at[key] = latest_seen
+    new_rows = [(key, real_id.get(owner[key], owner[key]), first_at[key], last_at[key])
+                for key in sorted(first_at) if key not in identity_ids]
+    if new_rows:
+        identity_ids.update(_identities_insert(workspace, new_rows))
+    identities_touch({identity_ids[key]: when for key, when in last_at.items() if key in stored})
 
     # Both sides were live when each merge was decided, and merges are applied in that order.
     if merges:

@@ -30,7 +30,7 @@ from siyu.core.errors import SiyuError
 from siyu.core.models import Workspace
 from siyu.customers.event_catalogue import BUILTIN_BY_NAME, EventType
 from siyu.customers.event_validation import EventRejected, validate_event
-from siyu.customers.identity import Observation, Resolution, identities_resolve, sort_keys
+from siyu.customers.identity import Observation, Resolution, identities_resolve, identities_touch, sort_keys
 from siyu.customers.models import Customer, Event, EventDefinition, Identity
 
 EVENT_COLUMNS = ("workspace_id", "event_id", "type", "occurred_at", "received_at", "identity_id", "channel",
@@ -187,6 +187,7 @@ def _store(workspace: Workspace, valid: list[tuple[int, dict[str, Any]]], now: d
     if len(inserted) != len(rows) and not tolerate_race:
         raise _RaceLost()
     latest: dict[int, datetime] = {}
+    identity_latest: dict[int, datetime] = {}
     for (index, event), resolution in zip(fresh, resolutions, strict=True):
         if event["event_id"] not in inserted:
             outcome[index] = None
@@ -195,7 +196,10 @@ def _store(workspace: Workspace, valid: list[tuple[int, dict[str, Any]]], now: d
         moment = event["occurred_at"]
         if resolution.customer_id not in latest or moment > latest[resolution.customer_id]:
             latest[resolution.customer_id] = moment
-    _touch_last_seen(latest)
+        for identity_id in resolution.seen_identity_ids:
+            if identity_id not in identity_latest or moment > identity_latest[identity_id]:
+                identity_latest[identity_id] = moment
+    _touch_last_seen(latest, identity_latest)
     # Delivered on commit: rule tags and rollups react to what arrived (nothing on rollback).
     events_ingested(workspace.pk, list(latest))
     return outcome
@@ -216,6 +220,8 @@ def _resolve(workspace: Workspace, events: list[dict[str, Any]], *, attempts: in
         owners = {known[key][1] for key in keys if key in known}
         if len(owners) == 1 and all(key in known for key in keys):
             results[position] = Resolution(customer_id=owners.pop(), identity_id=known[sort_keys(keys)[0]][0])
+            # every identity of the event was observed again (the slow path's resolver does this itself)
+            results[position].seen_identity_ids = [known[key][0] for key in keys]
         else:
             slow.append(position)
     if not slow:
@@ -230,11 +236,16 @@ def _resolve(workspace: Workspace, events: list[dict[str, Any]], *, attempts: in
         number = groups.get(signature)
         if number is None:
             number = groups[signature] = len(observations)
-            observations.append(Observation(list(event["keys"]), event["occurred_at"], event["channel"]))
-        elif event["occurred_at"] < observations[number].occurred_at:
-            # A new customer's first arrival is the earliest event: its time and its channel together.
-            observations[number].occurred_at = event["occurred_at"]
-            observations[number].channel = event["channel"]
+            observations.append(Observation(list(event["keys"]), event["occurred_at"], event["channel"],
+                                            last_seen_at=event["occurred_at"]))
+        else:
+            observation = observations[number]
+            if event["occurred_at"] < observation.occurred_at:
+                # A new customer's first arrival is the earliest event: its time and its channel together.
+                observation.occurred_at = event["occurred_at"]
+                observation.channel = event["channel"]
+            if event["occurred_at"] > observation.last_seen_at:
+                observation.last_seen_at = event["occurred_at"]
         group_of.append(number)
     resolved = identities_resolve(workspace=workspace, observations=observations, attempts=attempts)
     for position, number in zip(slow, group_of, strict=True):
@@ -280,7 +291,17 @@ def _known_identities(workspace_id: int, keys: set[tuple[str, str, str]]) -> dic
 
 
 def _identity_owners(identity_ids: list[int]) -> dict[int, int]:
-    return dict(Identity.objects.filter(pk__in=identity_ids).values_list("pk", "customer_id"))
+    if connection.vendor == "postgresql":
+        with _pg_cursor() as cursor:
+            cursor.execute("SELECT id, customer_id FROM customers_identity "
+                           "WHERE id = ANY(string_to_array(%s, ',')::bigint[])",
+                           [",".join(str(pk) for pk in identity_ids)])
+            return dict(cursor.fetchall())
+    owners: dict[int, int] = {}
+    for start in range(0, len(identity_ids), 500):
+        owners.update(Identity.objects.filter(pk__in=identity_ids[start:start + 500])
+                      .values_list("pk", "customer_id"))
+    return owners
 
 
 def _existing_ids(workspace_id: int, ids: list[str]) -> set[str]:
@@ -355,20 +376,28 @@ def _insert_events(workspace_id: int, now: datetime, rows: list[tuple]) -> set[s
     return inserted
 
 
-def _touch_last_seen(latest: dict[int, datetime]) -> None:
-    """Move each customer's last_seen_at forward (never back); rows already later are not written."""
-    if not latest:
+def _touch_last_seen(latest: dict[int, datetime], identities: dict[int, datetime]) -> None:
+    """Move customers' and identities' last_seen_at forward (never back); rows already later are not written."""
+    if not latest and not identities:
         return
     table = connection.ops.quote_name(Customer._meta.db_table)
     if connection.vendor == "postgresql":
         ordered = sorted(latest.items())
+        seen = sorted(identities.items())
         with _pg_cursor() as cursor:
+            # one statement for both tables; ids travel as comma-joined text (cheaper than array dumping)
             cursor.execute(
-                f"UPDATE {table} AS c SET last_seen_at = v.t FROM unnest(string_to_array(%s, ',')::bigint[], "
-                "string_to_array(%s, ',')::timestamptz[]) AS v(id, t) WHERE c.id = v.id AND c.last_seen_at < v.t",
-                [",".join(str(pk) for pk, _ in ordered), ",".join(moment.isoformat() for _, moment in ordered)],
+                f"WITH c AS (UPDATE {table} AS c SET last_seen_at = v.t "
+                "FROM unnest(string_to_array(%s, ',')::bigint[], string_to_array(%s, ',')::timestamptz[]) AS v(id, t) "
+                "WHERE c.id = v.id AND c.last_seen_at < v.t RETURNING 1) "
+                "UPDATE customers_identity AS i SET last_seen_at = w.t "
+                "FROM unnest(string_to_array(%s, ',')::bigint[], string_to_array(%s, ',')::timestamptz[]) AS w(id, t) "
+                "WHERE i.id = w.id AND i.last_seen_at < w.t",
+                [",".join(str(pk) for pk, _ in ordered), ",".join(moment.isoformat() for _, moment in ordered),
+                 ",".join(str(pk) for pk, _ in seen), ",".join(moment.isoformat() for _, moment in seen)],
             )
         return
+    identities_touch(identities)
     # SQLite: one UPDATE … FROM a VALUES list per 500 customers instead of one statement per customer.
     ordered = [(pk, connection.ops.adapt_datetimefield_value(moment)) for pk, moment in sorted(latest.items())]
     with connection.cursor() as cursor:

@@ -263,14 +263,46 @@ def _clean_ids(customer_ids: Any) -> list[int]:
 def _require_live(workspace: Workspace, ids: list[int]) -> None:
     """Refuse the whole bulk operation (changing nothing) if any id is not a live customer here."""
     bad: list[int] = []
-    for chunk in _chunks(ids):
-        live = set(Customer.objects.filter(workspace=workspace, status=CustomerStatus.ACTIVE, pk__in=chunk)
-                   .values_list("pk", flat=True))
-        bad.extend(pk for pk in chunk if pk not in live)
+    if connection.vendor == "postgresql":
+        with _pg_cursor() as cursor:
+            cursor.execute(
+                "SELECT v.id FROM unnest(%s::bigint[]) AS v(id) LEFT JOIN customers_customer AS c "
+                "ON c.id = v.id AND c.workspace_id = %s AND c.status = %s WHERE c.id IS NULL ORDER BY v.id",
+                [ids, workspace.pk, CustomerStatus.ACTIVE])
+            bad = [row[0] for row in cursor.fetchall()]
+    else:
+        for chunk in _chunks(ids):
+            live = set(Customer.objects.filter(workspace=workspace, status=CustomerStatus.ACTIVE, pk__in=chunk)
+                       .values_list("pk", flat=True))
+            bad.extend(pk for pk in chunk if pk not in live)
     if bad:
         raise SiyuError("customers_not_taggable", f"{len(bad)} 个客户不存在或已合并，未做任何修改",
                         f"{len(bad)} customers do not exist or were merged; nothing was changed",
                         status=409, details={"count": len(bad), "customer_ids": bad[:20]})
+
+
+def _pg_cursor():
+    """A psycopg cursor with server-side binding on Django's connection: a list travels as one binary array."""
+    import psycopg
+
+    connection.ensure_connection()
+    return psycopg.Cursor(connection.connection)
+
+
+def _bulk_write(*, pg_sql: str, pg_params: list, sqlite_sql: str, sqlite_rows: Iterable[Sequence]) -> int:
+    """Run one set-based statement on PostgreSQL (the ids bound as one array parameter), or the same
+    statement once per id with ``executemany`` on SQLite (one prepared statement, chunked). Returns rows changed."""
+    if connection.vendor == "postgresql":
+        with _pg_cursor() as cursor:
+            cursor.execute(pg_sql, pg_params)
+            return max(cursor.rowcount, 0)
+    rows = list(sqlite_rows)
+    changed = 0
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), CHUNK):
+            cursor.executemany(sqlite_sql, rows[start:start + CHUNK])
+            changed += max(cursor.rowcount, 0)
+    return changed
 
 
 def _tag_in(workspace: Workspace, tag: Tag) -> Tag:
@@ -301,20 +333,37 @@ def _insert_customer_tags(*, workspace: Workspace, tag: Tag, customers: QuerySet
 @transaction.atomic
 def tags_bulk_add(*, workspace: Workspace, tag: Tag, customer_ids: Iterable[int], actor: Any = None,
                   source: str = "bulk") -> int:
-    """Tag many customers at once (a filtered list of 100k is fine); returns how many were newly tagged."""
+    """Tag many customers at once (a filtered list of 100k is fine); returns how many were newly tagged.
+
+    Set-based: PostgreSQL gets the ids as one array parameter (``= ANY(%s)``), SQLite one prepared
+    statement executed per id (``executemany``); no model instance is built per customer."""
     tag = _tag_in(workspace, tag)
     _refuse_manual_on_rule(tag)
     ids = _clean_ids(customer_ids)
     _require_live(workspace, ids)
     added_by = actor if getattr(actor, "is_authenticated", False) else None
-    added = displaced = 0
-    for chunk in _chunks(ids):
-        if tag.group.exclusive:
-            displaced += CustomerTag.objects.filter(customer_id__in=chunk, tag__group_id=tag.group_id).exclude(
-                tag=tag).delete()[0]
-        added += _insert_customer_tags(
-            workspace=workspace, tag=tag, source=source, added_by_id=added_by.pk if added_by else None,
-            customers=Customer.objects.filter(workspace=workspace, status=CustomerStatus.ACTIVE, pk__in=chunk))
+    added_by_id = added_by.pk if added_by else None
+    displaced = 0
+    if tag.group.exclusive:
+        displaced = _bulk_write(
+            pg_sql="DELETE FROM customers_customertag AS ct USING customers_tag AS t WHERE t.id = ct.tag_id "
+                   "AND t.group_id = %s AND ct.tag_id <> %s AND ct.customer_id = ANY(%s)",
+            pg_params=[tag.group_id, tag.pk, ids],
+            sqlite_sql="DELETE FROM customers_customertag WHERE customer_id = %s AND tag_id <> %s "
+                       "AND tag_id IN (SELECT id FROM customers_tag WHERE group_id = %s)",
+            sqlite_rows=((pk, tag.pk, tag.group_id) for pk in ids))
+    now = timezone.now()
+    added_at = connection.ops.adapt_datetimefield_value(now)
+    # "WHERE … AND 1 = 1" keeps SQLite from reading ON CONFLICT as a join constraint.
+    added = _bulk_write(
+        pg_sql="INSERT INTO customers_customertag (workspace_id, customer_id, tag_id, source, added_by_id, added_at) "
+               "SELECT %s, c.id, %s, %s, %s, %s FROM customers_customer AS c WHERE c.workspace_id = %s "
+               "AND c.status = %s AND c.id = ANY(%s) ORDER BY c.id ON CONFLICT DO NOTHING",
+        pg_params=[workspace.pk, tag.pk, source, added_by_id, now, workspace.pk, CustomerStatus.ACTIVE, ids],
+        sqlite_sql="INSERT INTO customers_customertag (workspace_id, customer_id, tag_id, source, added_by_id, "
+                   "added_at) SELECT workspace_id, id, %s, %s, %s, %s FROM customers_customer WHERE id = %s "
+                   "AND workspace_id = %s AND status = %s AND 1 = 1 ON CONFLICT DO NOTHING",
+        sqlite_rows=((tag.pk, source, added_by_id, added_at, pk, workspace.pk, CustomerStatus.ACTIVE) for pk in ids))
     audit_record(workspace=workspace, actor=actor, action="tag.bulk_add", target_type="tag", target_id=tag.pk,
                  requested=len(ids), added=added, displaced_in_group=displaced)
     return added
@@ -327,9 +376,11 @@ def tags_bulk_remove(*, workspace: Workspace, tag: Tag, customer_ids: Iterable[i
     _refuse_manual_on_rule(tag)
     ids = _clean_ids(customer_ids)
     _require_live(workspace, ids)
-    removed = 0
-    for chunk in _chunks(ids):
-        removed += CustomerTag.objects.filter(tag=tag, customer_id__in=chunk).delete()[0]
+    removed = _bulk_write(
+        pg_sql="DELETE FROM customers_customertag WHERE tag_id = %s AND customer_id = ANY(%s)",
+        pg_params=[tag.pk, ids],
+        sqlite_sql="DELETE FROM customers_customertag WHERE tag_id = %s AND customer_id = %s",
+        sqlite_rows=((tag.pk, pk) for pk in ids))
     audit_record(workspace=workspace, actor=actor, action="tag.bulk_remove", target_type="tag", target_id=tag.pk,
                  requested=len(ids), removed=removed)
     return removed

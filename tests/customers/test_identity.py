@@ -63,3 +63,13 @@ def test_unmerge_restores_identities_tags_and_consent(workspace, recent):
     assert ConsentRecord.objects.filter(customer_id=b.customer_id).count() == 1
     assert Identity.objects.get(value="oB").customer_id == b.customer_id
     assert Customer.objects.get(pk=b.customer_id).status == CustomerStatus.ACTIVE
+
+
+def test_observing_a_known_identity_again_moves_its_last_seen_forward(workspace, recent):
+    first = observe(workspace, ("openid", "mp", "oS"), ("unionid", "", "US"), at=recent - timedelta(hours=2))
+    observe(workspace, ("openid", "mp", "oS"), ("openid", "mini", "oM"), at=recent)
+    observe(workspace, ("unionid", "", "US"), at=recent - timedelta(hours=3))  # older: nothing moves back
+    rows = {row.value: row for row in Identity.objects.filter(customer_id=first.customer_id)}
+    assert rows["oS"].last_seen_at == recent and rows["oS"].first_seen_at == recent - timedelta(hours=2)
+    assert rows["US"].last_seen_at == recent - timedelta(hours=2)
+    assert rows["oM"].first_seen_at == rows["oM"].last_seen_at == recent

@@ -325,3 +325,39 @@ def test_new_customer_first_channel_is_that_of_its_earliest_event(client, api_se
     customer = Customer.objects.get()
     assert customer.first_channel == "xiaohongshu"
     assert customer.first_seen_at == recent - timedelta(hours=2)
+
+
+def test_identities_last_seen_moves_forward_when_observed_again_never_back(client, api_secret, recent):
+    mp = {"kind": "openid", "namespace": "mp", "value": "o-seen"}
+    union = {"kind": "unionid", "value": "u-seen"}
+    t0 = recent - timedelta(hours=3)
+    # new customer: both identities created with their first and last time in the batch
+    post(client, api_secret, {"events": [event("s1", t0 + timedelta(minutes=10), identities=[mp, union]),
+                                         event("s2", t0, identities=[mp, union]),
+                                         event("s3", t0 + timedelta(minutes=20), identities=[mp])]})
+    openid, unionid = Identity.objects.get(value="o-seen"), Identity.objects.get(value="u-seen")
+    assert (openid.first_seen_at, openid.last_seen_at) == (t0, t0 + timedelta(minutes=20))
+    assert (unionid.first_seen_at, unionid.last_seen_at) == (t0, t0 + timedelta(minutes=10))
+    customer = Customer.objects.get(pk=openid.customer_id)
+    assert (customer.first_seen_at, customer.last_seen_at) == (t0, t0 + timedelta(minutes=20))
+    # known identities (fast path): every identity of the event moves forward, an older event moves nothing
+    post(client, api_secret, {"events": [event("s4", t0 + timedelta(hours=1), identities=[union, mp]),
+                                         event("s5", t0 + timedelta(minutes=1), identities=[union])]})
+    openid.refresh_from_db()
+    unionid.refresh_from_db()
+    assert openid.last_seen_at == unionid.last_seen_at == t0 + timedelta(hours=1)
+    assert openid.first_seen_at == unionid.first_seen_at == t0
+    # slow path (a new identity joins): the known ones move forward too
+    post(client, api_secret, {"events": [event("s6", t0 + timedelta(hours=2), identities=[
+        mp, {"kind": "openid", "namespace": "mini", "value": "o-seen-mini"}])]})
+    openid.refresh_from_db()
+    unionid.refresh_from_db()
+    assert openid.last_seen_at == t0 + timedelta(hours=2)
+    assert unionid.last_seen_at == t0 + timedelta(hours=1)
+    mini = Identity.objects.get(value="o-seen-mini")
+    assert mini.customer_id == openid.customer_id and mini.first_seen_at == mini.last_seen_at == t0 + timedelta(hours=2)
+    assert Customer.objects.get(pk=openid.customer_id).last_seen_at == t0 + timedelta(hours=2)
+    # a replay (duplicates) changes nothing
+    before = snapshot()
+    post(client, api_secret, {"events": [event("s6", t0 + timedelta(hours=5), identities=[mp])]})
+    assert snapshot() == before

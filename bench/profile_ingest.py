@@ -1,0 +1,76 @@
+"""In-process profile of ``events_ingest`` (no HTTP): where the time per event goes.
+
+    SIYU_DATABASE_URL=postgres://…/siyu_x .venv/bin/python bench/profile_ingest.py --events 10000 [--customers 1000]
+
+Migrates the database of SIYU_DATABASE_URL, creates a fresh workspace, ingests the benchmark's events
+(bench_ingest.make_events) in batches of 1000 under cProfile and prints µs per event for the main phases.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import os
+import pstats
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "siyu.settings")
+
+PHASES = ("validate_event", "_existing_ids", "_known_identities", "identities_resolve", "_resolve_once",
+          "_insert_events", "_touch_last_seen", "_touch_identities", "_identity_owners", "events_ingested",
+          "_load_identities", "_lock_customers", "_customers_insert", "_identities_insert", "_apply_merges")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=10_000)
+    parser.add_argument("--customers", type=int, default=0)
+    parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--top", type=int, default=0, help="also print the top N functions by own time")
+    args = parser.parse_args()
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    from bench_ingest import make_events
+
+    from siyu.core.services import workspace_create
+    from siyu.customers.ingestion import events_ingest
+
+    # warm-up in another workspace: imports, subscriber discovery and connections are not profiled
+    warm = workspace_create(slug=f"warm-{uuid.uuid4().hex[:8]}", name="Warm-up")
+    events_ingest(workspace=warm, events=orjson.loads(orjson.dumps(make_events(200, 20, seed=3))))
+    workspace = workspace_create(slug=f"prof-{uuid.uuid4().hex[:8]}", name="Profile")
+    events = orjson.loads(orjson.dumps(make_events(args.events, args.customers or max(args.events // 10, 1))))
+    profiler = cProfile.Profile()
+    started = time.perf_counter()
+    accepted = 0
+    for offset in range(0, len(events), args.batch):
+        profiler.enable()
+        result = events_ingest(workspace=workspace, events=events[offset:offset + args.batch])
+        profiler.disable()
+        accepted += result.count("accepted")
+    elapsed = time.perf_counter() - started
+    assert accepted == len(events), accepted
+    stats = pstats.Stats(profiler)
+    print(f"{len(events)} events in {elapsed:.2f} s = {len(events) / elapsed:,.0f} events/s "
+          f"({elapsed / len(events) * 1e6:.0f} µs/event, with profiler overhead); load {os.getloadavg()}")
+    for (filename, _, name), (_, _, _, cumulative, _) in sorted(stats.stats.items(), key=lambda item: -item[1][3]):
+        if name in PHASES and "siyu" in filename:
+            print(f"  {name:24s} {cumulative / len(events) * 1e6:8.1f} µs/event (cumulative)")
+    if args.top:
+        stats.sort_stats("tottime").print_stats(args.top)
+
+
+if __name__ == "__main__":
+    main()
