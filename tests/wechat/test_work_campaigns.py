@@ -59,7 +59,7 @@ def test_mass_send_is_a_task_each_member_confirms(wechat_sim, workspace, corp, c
 
 
 def test_monthly_limit_is_refused_with_the_reason(workspace, corp, contacts):
-    first = list(contacts.values())[0]
+    first = next(iter(contacts.values()))
     limit = campaigns.monthly_limit()
     for _ in range(limit):  # this customer already has a month's worth
         previous = MassSend.objects.create(workspace=workspace, app=corp, text="x", status=MassSendStatus.FINISHED)

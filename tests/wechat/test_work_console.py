@@ -120,6 +120,8 @@ def test_mass_send_and_transfer_forms(clients, wechat_sim, corp, staff, way):
     sim_work.staff_confirm_mass_send(wechat_sim, corp.appid, mass.msgid, "zhangsan")
     assert clients["operator"].post("/wechat/work/refresh", {"app": corp.appid}).status_code == 302
     assert MassSendRecipient.objects.get().status == RecipientStatus.SENT
+    page = clients["analyst"].get("/wechat/work/").content.decode()
+    assert f'data-mass-send="{mass.pk}"' in page and "已送达 1" in page and "1 / 1" in page
 
     refused = clients["admin"].post("/wechat/work/transfer", {"app": corp.appid, "handover_id": staff["zhangsan"].pk,
                                                               "takeover_id": staff["lisi"].pk})
@@ -129,7 +131,8 @@ def test_mass_send_and_transfer_forms(clients, wechat_sim, corp, staff, way):
                                                             "takeover_id": staff["lisi"].pk})
     assert moved.status_code == 302
     overview = clients["admin"].get("/wechat/work/").content.decode()
-    assert "等待接替" in overview and person["external_userid"] not in overview  # shows the customer link
+    assert "等待接替" in overview
+    assert person["external_userid"] not in overview  # the customer is shown as a link to their profile
 
 
 def test_unknown_corp_is_404(clients, corp):

@@ -201,3 +201,17 @@ def test_relation_follows_a_merge_of_its_customer(wechat_sim, workspace, corp, w
     assert live == Identity.objects.get(kind="unionid").customer == official  # the earlier profile wins
     relation.refresh_from_db()
     assert relation.customer == live
+
+
+def test_staff_deleting_a_half_added_customer(wechat_sim, corp, way):
+    added = sim_work.add_contact(wechat_sim, "h1", corp.appid, way.state, half=True)
+    relation = ContactRelation.objects.get(external_userid=added["external_userid"])
+    assert relation.status == RelationStatus.ACTIVE
+    sim_work.delete_contact(wechat_sim, "h1", corp.appid, added["userid"], by="staff")
+    relation.refresh_from_db()
+    assert (relation.status, relation.removed_by) == (RelationStatus.REMOVED, "staff")
+    # the customer adds again through the same code: the relation is active again, a new event
+    again = sim_work.add_contact(wechat_sim, "h1", corp.appid, way.state)
+    relation = ContactRelation.objects.get(external_userid=again["external_userid"], staff__userid=again["userid"])
+    assert relation.status == RelationStatus.ACTIVE
+    assert Event.objects.filter(type="wecom_add").count() == 2

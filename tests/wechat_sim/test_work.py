@@ -191,3 +191,20 @@ def test_control_endpoints(sim):
                          timeout=5).json() == {"userid": "wangwu", "name": "王五"}
     state = requests.get(f"{base}/state", params={"corpid": CORP}, timeout=5).json()
     assert state["staff"]["wangwu"] == 1
+
+
+def test_consumer_actions_over_http(sim, token):
+    way = call(sim, "POST", "externalcontact/add_contact_way", token, json={"type": 1, "scene": 2, "user": ["lisi"],
+                                                                           "state": "store"})
+    base = f"{sim.base_url}/_sim/work"
+    added = requests.post(f"{base}/add_contact", json={"user": "h9", "corpid": CORP, "config_id": "store"},
+                          timeout=5).json()
+    assert added["userid"] == "lisi" and added["status"] == 200
+    chat = requests.post(f"{base}/groups", json={"corpid": CORP, "owner": "lisi", "name": "群"}, timeout=5).json()
+    assert requests.post(f"{base}/join_group", json={"user": "h9", "corpid": CORP, "chat_id": chat["chat_id"]},
+                         timeout=5).json() == {"status": 200}
+    assert requests.post(f"{base}/delete_contact", json={"user": "h9", "corpid": CORP, "userid": "lisi"},
+                         timeout=5).json() == {"status": 200}
+    assert [field(xml, "ChangeType") for _path, xml in sim.callbacks] == [
+        "add_external_contact", "create", "update", "del_follow_user"]
+    assert way["config_id"] in requests.get(f"{base}/state", params={"corpid": CORP}, timeout=5).json()["contact_ways"]

@@ -4,10 +4,7 @@ Operators and admins edit; analysts read; service staff have no access."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from django.contrib import messages
-from django.db.models import Count, Q
 from django.shortcuts import redirect
 from django.urls import path, reverse
 from django.utils import timezone
@@ -18,20 +15,15 @@ from siyu.console.access import MANAGER_ROLES, console_view
 from siyu.console.rendering import page
 from siyu.core.channel_codes import CHANNELS, channel_label
 from siyu.core.errors import SiyuError
-from siyu.core.timeutil import local_day, start_of_local_day
+from siyu.core.timeutil import local_day
 from siyu.customers.models import Tag
 from siyu.wechat.clients import WeChatApiError
 from siyu.wechat.models import AppKind, WeChatApp
-from siyu.wechat.work import campaigns, contact_ways, transfers
+from siyu.wechat.work import campaigns, contact_ways, selectors, transfers
 from siyu.wechat.work.models import (
-    ContactRelation,
     ContactWay,
-    ContactWayStaff,
-    CustomerGroup,
     MassSend,
     MomentTask,
-    RecipientStatus,
-    RelationStatus,
     Staff,
     StaffStatus,
     Transfer,
@@ -69,44 +61,18 @@ def _corps(request):
     return list(WeChatApp.objects.filter(workspace=request.workspace, kind=AppKind.WORK).order_by("name", "pk"))
 
 
-def _staff_rows(app: WeChatApp) -> list[dict]:
-    today = start_of_local_day(local_day(timezone.now()))
-    rows = (Staff.objects.filter(app=app)
-            .annotate(customers=Count("relations", filter=Q(relations__status=RelationStatus.ACTIVE)),
-                      added_today=Count("relations", filter=Q(relations__added_at__gte=today,
-                                                              relations__contact_way__isnull=False)))
-            .order_by("status", "userid"))
-    caps: dict[int, int] = {}
-    paused: set[int] = set()
-    for member in ContactWayStaff.objects.filter(contact_way__app=app, contact_way__active=True):
-        caps[member.staff_id] = caps.get(member.staff_id, 0) + member.daily_cap
-        if member.paused_on == local_day(timezone.now()):
-            paused.add(member.staff_id)
-    return [{"staff": row, "customers": row.customers, "added_today": row.added_today, "cap": caps.get(row.pk),
-             "paused": row.pk in paused} for row in rows]
-
-
 @console_view(roles=READERS)
 def work_overview(request):
     app = _app(request)
     context: dict = {"corps": _corps(request), "app": app, "can_manage": request.membership.role in MANAGER_ROLES}
     if app is not None:
-        sends = list(MassSend.objects.filter(app=app).order_by("-pk").annotate(
-            staff_total=Count("staff_tasks", distinct=True),
-            staff_sent=Count("staff_tasks", filter=Q(staff_tasks__sent=True), distinct=True))[:20])
-        for mass in sends:
-            counts = campaigns.recipient_status_counts(mass)
-            mass.delivery = [(RecipientStatus(status).label, counts.get(status, 0)) for status in RecipientStatus.values]
         context.update(
-            staff_rows=_staff_rows(app),
+            staff_rows=selectors.staff_rows(app=app),
             active_staff=Staff.objects.filter(app=app, status=StaffStatus.ACTIVE).order_by("userid"),
             left_staff=Staff.objects.filter(app=app, status=StaffStatus.LEFT).order_by("userid"),
-            customers=ContactRelation.objects.filter(app=app, status=RelationStatus.ACTIVE)
-            .values("customer_id").distinct().count(),
-            groups=CustomerGroup.objects.filter(app=app, dismissed_at=None).annotate(
-                member_count=Count("members", filter=Q(members__left_at=None, members__is_staff=False)))
-            .order_by("-pk")[:50],
-            sends=sends,
+            customers=selectors.customer_count(app=app),
+            groups=selectors.groups_with_members(app=app),
+            sends=selectors.mass_sends(app=app),
             moments=MomentTask.objects.filter(app=app).order_by("-pk")[:20],
             transfers=Transfer.objects.filter(app=app).select_related("handover", "takeover").order_by("-pk")[:50],
             tags=Tag.objects.filter(workspace=request.workspace, kind="manual").select_related("group")
@@ -191,18 +157,6 @@ def work_transfer(request):
 
 # --- 「联系我」 -----------------------------------------------------------------------------------------
 
-def _adds_by_day(way: ContactWay, days: int = 7) -> list[tuple]:
-    today = local_day(timezone.now())
-    start = start_of_local_day(today - timedelta(days=days - 1))
-    counts: dict = {}
-    for added_at in ContactRelation.objects.filter(contact_way=way, added_at__gte=start).values_list("added_at",
-                                                                                                   flat=True):
-        day = local_day(added_at)
-        counts[day] = counts.get(day, 0) + 1
-    return [(today - timedelta(days=offset), counts.get(today - timedelta(days=offset), 0))
-            for offset in range(days - 1, -1, -1)]
-
-
 @console_view(roles=READERS)
 def contact_ways_page(request):
     app = _app(request)
@@ -216,7 +170,7 @@ def contact_ways_page(request):
             way.channel_name = channel_label(way.channel)
             way.rotation_rows = [{"member": member, "added": added.get(member.staff_id, 0),
                                   "paused": member.paused_on == today} for member in way.members.all()]
-            way.by_day = _adds_by_day(way)
+            way.by_day = selectors.adds_by_day(way=way, today=today)
             way.full = contact_ways.is_full(way, today=today)
         edit = None
         edit_id = request.GET.get("edit", "")

@@ -251,7 +251,3 @@ def moment_refresh(task: MomentTask) -> MomentTask:
             task.status, task.error = "failed", f"{result.get('errcode')}: {result.get('errmsg')}"[:255]
         task.save(update_fields=["status", "moment_id", "invalid_senders", "error"])
     return task
-
-
-def recipient_status_counts(mass: MassSend) -> dict[int, int]:
-    return {row["status"]: row["n"] for row in mass.recipients.values("status").annotate(n=Count("id"))}
