@@ -179,3 +179,17 @@ def test_rate_limits_are_retried_then_surfaced(shop):
     issue = ApiIssue.objects.get()
     assert (issue.api, issue.errcode) == ("pay:jsapi", 429) and "RATELIMIT_EXCEED" in issue.errmsg
     assert PaymentIntent.objects.get(out_trade_no="LIMIT-0002").prepay_id == ""
+
+
+def test_a_failing_timeline_never_undoes_a_payment(shop, monkeypatch, django_capture_on_commit_callbacks):
+    def broken(*args, **kwargs):
+        raise RuntimeError("ingestion is down")
+
+    monkeypatch.setattr(services, "_customer_event_ingest", broken)
+    user, openid = shop.payer()
+    prepay = WeChatPayProvider().prepay(workspace=shop.workspace, out_trade_no="ORDER-TL-1", amount_fen=100,
+                                        description="D", payer_openid=openid)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert sim_pay.pay(shop.sim, user, prepay.prepay_id).notifications == [204]
+    assert PaymentIntent.objects.get().status == "paid"
+    assert not Event.objects.exists()

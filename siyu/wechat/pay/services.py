@@ -9,6 +9,7 @@ or query settles it.
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
 from datetime import UTC, datetime, timedelta
@@ -34,6 +35,7 @@ from siyu.wechat.pay.events import (
 from siyu.wechat.pay.merchants import merchant_config, workspace_merchant
 from siyu.wechat.pay.models import PaymentIntent, Refund
 
+logger = logging.getLogger(__name__)
 OUT_TRADE_NO = re.compile(r"[0-9A-Za-z_\-|*]{6,32}")
 OUT_REFUND_NO = re.compile(r"[0-9A-Za-z_\-|*@]{1,64}")
 AUTOMATIC_REFUND_REASON = "订单关闭后支付，自动退款"
@@ -157,7 +159,17 @@ def intent_apply_paid(intent: PaymentIntent, *, transaction_id: str, paid_at: da
 
 
 def _customer_event(intent: PaymentIntent, *, transaction_id: str, payer_openid: str) -> None:
-    """The payment on the customer's timeline (deterministic id: WeChat's retries are duplicates)."""
+    """The payment on the customer's timeline (deterministic id: WeChat's retries are duplicates).
+
+    The payment matters more than the timeline: a failure here is logged, never undoes the payment."""
+    try:
+        with transaction.atomic():
+            _customer_event_ingest(intent, transaction_id=transaction_id, payer_openid=payer_openid)
+    except Exception:
+        logger.exception("payment %s/%s not added to the customer timeline", intent.mchid, intent.out_trade_no)
+
+
+def _customer_event_ingest(intent: PaymentIntent, *, transaction_id: str, payer_openid: str) -> None:
     events_ingest(workspace=intent.workspace, events=[{
         "event_id": f"wxpay:{intent.mchid}:{transaction_id}", "type": "payment_succeeded",
         "occurred_at": intent.paid_at.isoformat(),
