@@ -164,3 +164,15 @@ def test_follower_from_before_siyu_scanning_gets_unionid(wechat_sim, wechat_app_
     code.refresh_from_db()
     assert (code.scans, code.subscribes) == (1, 0)
     assert Follower.objects.get(app=app, openid=openid).subscribed
+
+
+def test_entity_expansion_in_plain_mode_is_refused(wechat_sim, wechat_app_factory, workspace):
+    app = official_account(wechat_app_factory, wechat_sim, mode="plain")
+    hostile = ('<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;">]>'
+               '<xml><ToUserName>gh</ToUserName><FromUserName>oEvil</FromUserName><CreateTime>1</CreateTime>'
+               '<MsgType>text</MsgType><Content>&b;</Content><MsgId>1</MsgId></xml>')
+    query = crypto.plain_query(app.secrets()["token"])
+    url = f"/wx/official/{app.appid}/callback?" + "&".join(f"{key}={value}" for key, value in query.items())
+    answer = Client().post(url, data=hostile, content_type="text/xml")
+    assert answer.status_code == 400 and b"xml_forbidden" in answer.content
+    assert not Event.objects.exists() and not Follower.objects.exists()
