@@ -311,3 +311,30 @@ def test_wrong_app_secret_is_an_operator_issue_not_a_consumer_error(client, wech
     assert response.status_code == 502 and response.json()["code"] == "wechat_api_error"
     assert counts() == (0, 0, 0, 0)
     assert ApiIssue.objects.filter(app=mini).exists()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_first_logins_make_one_customer_and_one_new(wechat_sim, wechat_app_factory):
+    """Four taps at once on a first launch: one customer, four sessions, exactly one "is_new"."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection
+
+    from siyu.wechat.consumer.miniapp import miniapp_login
+
+    app = wechat_app_factory("miniapp", extra={"open_platform": "brand"})
+    codes = [sim_miniapp.wx_login(wechat_sim, "rush", app.appid) for _ in range(4)]
+
+    def one(code):
+        try:
+            return miniapp_login(app=app, code=code)
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(one, codes))
+    assert len({result.customer_id for result in results}) == 1
+    assert sum(result.is_new for result in results) == 1
+    assert Customer.objects.count() == 1 and ConsumerSession.objects.count() == 4
+    assert Identity.objects.count() == 2

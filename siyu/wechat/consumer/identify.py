@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from siyu.core.errors import SiyuError
 from siyu.customers.ingestion import events_ingest
-from siyu.customers.models import Identity, IdentityKind
+from siyu.customers.models import Event, Identity, IdentityKind
 from siyu.wechat.models import WeChatApp
 
 
@@ -57,4 +57,10 @@ def consumer_identify(*, app: WeChatApp, event_type: str, event_id: str, openid:
                         details={"reason": outcome.code})
     identity = Identity.objects.select_related("customer").get(
         workspace_id=app.workspace_id, kind=IdentityKind.OPENID, namespace=app.appid, value=openid)
+    if not known:
+        # Two first logins at once both found nothing above; the one resolved second waited for the first
+        # to commit and sees its event now, so exactly one of them reports a new customer.
+        identity_ids = Identity.objects.filter(customer_id=identity.customer_id).values_list("pk", flat=True)
+        known = Event.objects.filter(workspace_id=app.workspace_id, identity_id__in=list(identity_ids)).exclude(
+            event_id=event_id).exists()
     return Identified(customer_id=identity.customer_id, identity=identity, is_new=not known)

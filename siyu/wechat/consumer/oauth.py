@@ -5,6 +5,11 @@ browser's own Django session (so a callback from another browser, a forged one o
 ``oauth_complete`` checks and consumes that state, exchanges the code (WeChat refuses a used or forged
 code), records a ``wechat_oauth`` event, and opens an H5 consumer session. ``next`` may only be a path on
 this site: never an absolute URL, a scheme-relative ``//host`` or anything a browser could read as one.
+
+The H5 store's browser carries an anonymous first-party device id (cookie ``siyu_did``, set on the first
+visit, before any login). When OAuth identifies the browser, that device id is part of the same
+observation, so it becomes one of the customer's identities (kind ``device``, namespace ``h5``) and later
+anonymous browsing on that device is theirs. A device id is a weak identity: it never merges customers.
 """
 
 from __future__ import annotations
@@ -34,6 +39,19 @@ SESSION_KEY = "siyu_wx_oauth"
 STATE_LIFETIME = 600  # seconds between leaving for WeChat and coming back
 MAX_PENDING = 5  # states kept per browser (several tabs); the oldest is dropped first
 _SAFE_PATH = re.compile(r"/[A-Za-z0-9\-._~%!$&'()*+,;=:@/?]*")
+DEVICE_COOKIE = "siyu_did"
+DEVICE_NAMESPACE = "h5"
+DEVICE_LIFETIME = 365 * 86400
+_DEVICE_ID = re.compile(r"d_[A-Za-z0-9_-]{16,64}")
+
+
+def device_id_valid(value: str | None) -> str | None:
+    """The browser's device id if it has our format (anything else is ignored, never stored)."""
+    return value if isinstance(value, str) and _DEVICE_ID.fullmatch(value) else None
+
+
+def device_id_new() -> str:
+    return "d_" + secrets.token_urlsafe(16)
 
 
 def safe_next(raw: str | None) -> str:
@@ -82,8 +100,10 @@ class OAuthResult:
     next_path: str
 
 
-def oauth_complete(*, browser_session, app: WeChatApp, code: str | None, state: str | None) -> OAuthResult:
-    """Check and consume the state, exchange the code, identify the consumer and open an H5 session."""
+def oauth_complete(*, browser_session, app: WeChatApp, code: str | None, state: str | None,
+                   device_id: str | None = None) -> OAuthResult:
+    """Check and consume the state, exchange the code, identify the consumer (with the browser's device
+    id, when it carries a valid one) and open an H5 session."""
     pending = dict(browser_session.get(SESSION_KEY) or {})
     entry = pending.pop(state, None) if isinstance(state, str) and state else None
     browser_session[SESSION_KEY] = pending  # a state works once, whatever happens next
@@ -111,10 +131,13 @@ def oauth_complete(*, browser_session, app: WeChatApp, code: str | None, state: 
     if not isinstance(openid, str) or not openid:
         raise SiyuError("wechat_bad_answer", "微信未返回 openid", "WeChat answered without an openid", status=502)
     unionid = profile.get("unionid") or token.get("unionid")
+    device = device_id_valid(device_id)
+    devices = [{"kind": "device", "namespace": DEVICE_NAMESPACE, "value": device}] if device else None
     with transaction.atomic():
         identified = consumer_identify(app=app, event_type="wechat_oauth",
                                        event_id=event_id_for("wxoauth", app.appid, code), openid=openid,
                                        unionid=unionid if isinstance(unionid, str) else None,
+                                       extra_identities=devices,
                                        properties={"scope": scope, "url": entry["next"]})
         nickname = profile.get("nickname")
         if isinstance(nickname, str) and nickname.strip():

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from functools import wraps
 
+from django.conf import settings
 from django.http import HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
@@ -108,7 +109,13 @@ def oauth_start(request, appid: str):
                                 next_path=request.GET.get("next"))
     except SiyuError as error:
         return _oauth_error(request, error)
-    return HttpResponseRedirect(url)
+    response = HttpResponseRedirect(url)
+    if not oauth.device_id_valid(request.COOKIES.get(oauth.DEVICE_COOKIE)):
+        # the store's first page sets the device id; a browser arriving here first gets one now
+        response.set_cookie(oauth.DEVICE_COOKIE, oauth.device_id_new(), max_age=oauth.DEVICE_LIFETIME,
+                            httponly=True, samesite="Lax", path="/",
+                            secure=request.is_secure() or settings.SIYU_PUBLIC_URL.startswith("https://"))
+    return response
 
 
 @require_GET
@@ -116,7 +123,8 @@ def oauth_callback(request, appid: str):
     try:
         app = app_for(kind=AppKind.OFFICIAL, appid=appid)
         result = oauth.oauth_complete(browser_session=request.session, app=app, code=request.GET.get("code"),
-                                      state=request.GET.get("state"))
+                                      state=request.GET.get("state"),
+                                      device_id=request.COOKIES.get(oauth.DEVICE_COOKIE))
     except SiyuError as error:
         return _oauth_error(request, error)
     response = HttpResponseRedirect(result.next_path)
