@@ -7,9 +7,12 @@ import socket
 import pytest
 import wechatpayv3
 
+from siyu.core.errors import SiyuError
 from siyu.wechat.pay import client
+from siyu.wechat.pay.models import PaymentIntent
 from siyu.wechat.pay.provider import WeChatPayProvider
 from siyu.wechat_sim import pay as sim_pay
+from siyu.wechat_sim import paycrypto
 from tests.wechat.test_pay_support import shop_open
 
 pytestmark = pytest.mark.django_db
@@ -96,3 +99,15 @@ def test_without_the_platform_public_key_the_client_is_not_built(shop):
     incomplete = client.MerchantConfig(**{**shop.config.__dict__, "platform_public_key_id": ""})
     with pytest.raises(ValueError, match="public key"):
         client.pay_client(incomplete)
+
+
+def test_answers_not_signed_by_the_configured_platform_key_are_refused(shop):
+    """Someone answering in WeChat Pay's place (right key id, wrong key) is not believed."""
+    real = sim_pay.platform_public(shop.sim)["public_key_id"]
+    sim_pay.platform_key_set(shop.sim, paycrypto.key_cached("impostor"), key_id=real)
+    _, openid = shop.payer()
+    with pytest.raises(SiyuError) as refused:
+        WeChatPayProvider().prepay(workspace=shop.workspace, out_trade_no="IMPOSTOR-1", amount_fen=100,
+                                   description="x", payer_openid=openid)
+    assert refused.value.code == "wechat_pay_unavailable"
+    assert PaymentIntent.objects.get().prepay_id == ""
