@@ -104,3 +104,19 @@ def test_group_member_with_unionid_joins_the_known_customer(wechat_sim, corp, wa
     sim_work.join_group(wechat_sim, "g3", corp.appid, chat_id)
     member = GroupMember.objects.get(member_id=person["external_userid"])
     assert member.customer == _customer(corp, person["external_userid"])
+
+
+def test_group_callback_while_wecom_is_busy_is_synced_later(wechat_sim, corp, way, immediate_tasks):
+    chat_id = sim_work.group_create(wechat_sim, corp.appid, "lisi", "限流群")
+    wechat_sim.faults.add("errcode", host="qyapi.weixin.qq.com", path="/cgi-bin/externalcontact/groupchat/get",
+                          code=45009, times=2)  # the callback's call, then the follow-up task's first try
+    immediate_tasks.flush()
+    status = sim_work.join_group(wechat_sim, "busy1", corp.appid, chat_id)
+    assert status == 200  # the callback itself is accepted and recorded
+    assert not GroupMember.objects.filter(group__chat_id=chat_id, is_staff=False).exists()
+    scheduled = immediate_tasks.scheduled()
+    assert [task.args for task in scheduled] == [(corp.pk, chat_id, 1)]  # second attempt, after back-off
+    from siyu.wechat.work.tasks import group_sync_task
+
+    group_sync_task.call_local(*scheduled[0].args)  # the retry, when it comes
+    assert GroupMember.objects.filter(group__chat_id=chat_id, is_staff=False).count() == 1

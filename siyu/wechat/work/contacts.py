@@ -191,20 +191,29 @@ def contact_removed(app: WeChatApp, data: dict[str, Any]) -> ContactRelation | N
     return relation
 
 
-def contact_edited(app: WeChatApp, data: dict[str, Any], *, details: dict[str, Any] | None) -> None:
-    """edit_external_contact: recorded, and the member's tags on the customer come over to Siyu."""
-    from siyu.wechat.work.tag_sync import relation_tags_pull
-
+def contact_edited(app: WeChatApp, data: dict[str, Any], *, details: dict[str, Any] | None
+                   ) -> ContactRelation | None:
+    """edit_external_contact: recorded as an event; returns the relation whose marks may have changed."""
     userid, external_userid = str(data.get("UserID") or ""), str(data.get("ExternalUserID") or "")
     ingest(app, event_id=event_id(app, "edit", userid, external_userid, data.get("CreateTime")), type="wecom_edit",
            at=reported_at(data), identities=_identities(app, external_userid, details),
            properties={"staff_id": userid})
-    relation = ContactRelation.objects.filter(app=app, staff__userid=userid, external_userid=external_userid,
-                                              status=RelationStatus.ACTIVE).first()
-    if relation is not None and details is not None:
-        follow = next((row for row in details.get("follow_user") or [] if row.get("userid") == userid), None)
-        if follow is not None:
-            relation_tags_pull(relation, [str(tag.get("tag_id")) for tag in follow.get("tags") or []])
+    return ContactRelation.objects.filter(app=app, staff__userid=userid, external_userid=external_userid,
+                                          status=RelationStatus.ACTIVE).select_related("app", "staff").first()
+
+
+def relation_tags_refresh(relation: ContactRelation, details: dict[str, Any] | None = None) -> dict[str, int]:
+    """The member's marks on the customer, read from WeCom, come over to Siyu's tags."""
+    from siyu.wechat.work.tag_sync import relation_tags_pull
+
+    if details is None:
+        details = wecom.call(relation.app, "externalcontact/get", wecom.client(relation.app).external_contact.get,
+                             relation.external_userid)
+    follow = next((row for row in details.get("follow_user") or [] if row.get("userid") == relation.staff.userid),
+                  None)
+    if follow is None:
+        return {"added": 0, "removed": 0}
+    return relation_tags_pull(relation, [str(tag.get("tag_id")) for tag in follow.get("tags") or []])
 
 
 def transfer_failed(app: WeChatApp, data: dict[str, Any]) -> int:

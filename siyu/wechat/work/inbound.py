@@ -11,7 +11,8 @@ import logging
 from dataclasses import dataclass
 
 from siyu.wechat.callbacks import CallbackMessage
-from siyu.wechat.work import contacts, groups
+from siyu.wechat.clients import WeChatApiError
+from siyu.wechat.work import contacts, groups, wecom
 from siyu.wechat.work.models import ContactRelation
 
 logger = logging.getLogger(__name__)
@@ -26,6 +27,8 @@ class Handled:
     push_tags: bool = False  # mark ``relation``'s customer's tags in WeCom
     tags_changed: bool = False  # the corp tag library changed
     contact_way_id: int | None = None  # check this code's caps and rotation
+    group_chat_id: str = ""  # WeCom could not be asked about this group now: sync it later
+    relation_tags_id: int | None = None  # WeCom could not be asked about these marks now: pull them later
 
 
 def callback_handle(*, message: CallbackMessage) -> Handled:
@@ -45,13 +48,23 @@ def callback_handle(*, message: CallbackMessage) -> Handled:
                 handled.contact_way_id = relation.contact_way_id
         elif change == "edit_external_contact":
             details = contacts.contact_details(app, external_userid) if external_userid else None
-            contacts.contact_edited(app, data, details=details)
+            relation = contacts.contact_edited(app, data, details=details)
+            if relation is not None:
+                try:
+                    contacts.relation_tags_refresh(relation, details)
+                except (WeChatApiError, wecom.RateLimited) as error:
+                    logger.info("marks of %s not pulled now: %s", external_userid, error)
+                    handled.relation_tags_id = relation.pk
         elif change in {"del_external_contact", "del_follow_user"}:
             contacts.contact_removed(app, data)
         elif change == "transfer_fail":
             contacts.transfer_failed(app, data)
     elif event == "change_external_chat":
-        groups.chat_changed(app, data)
+        try:
+            groups.chat_changed(app, data)
+        except (WeChatApiError, wecom.RateLimited) as error:
+            logger.info("group %s not synced now: %s", message.get("ChatId"), error)
+            handled.group_chat_id = str(message.get("ChatId"))
     elif event == "change_external_tag":
         handled.tags_changed = True
     elif event == "change_contact":

@@ -16,7 +16,7 @@ from siyu.core.domain_events import CUSTOMERS_CHANGED, subscribe
 from siyu.wechat.clients import WeChatApiError
 from siyu.wechat.models import AppKind, WeChatApp
 from siyu.wechat.work import campaigns, contact_ways, groups, tag_sync, transfers, wecom
-from siyu.wechat.work.contacts import customers_realign, staff_sync
+from siyu.wechat.work.contacts import customers_realign, relation_tags_refresh, staff_sync
 from siyu.wechat.work.models import ContactRelation, ContactWay, MassSend, MassSendStatus, MomentTask
 
 logger = logging.getLogger(__name__)
@@ -85,6 +85,30 @@ def corp_tags_pull_task(app_id: int, attempt: int = 0) -> dict:
         return tag_sync.corp_tags_pull(app)
     except (wecom.RateLimited, WeChatApiError) as error:
         _again(corp_tags_pull_task, (app_id,), attempt, error)
+        return {}
+
+
+@db_task()
+def group_sync_task(app_id: int, chat_id: str, attempt: int = 0) -> bool:
+    app = _work_apps().filter(pk=app_id).first()
+    if app is None:
+        return False
+    try:
+        return groups.group_sync(app, chat_id) is not None
+    except (wecom.RateLimited, WeChatApiError) as error:
+        _again(group_sync_task, (app_id, chat_id), attempt, error)
+        return False
+
+
+@db_task()
+def relation_tags_pull_task(relation_id: int, attempt: int = 0) -> dict:
+    relation = ContactRelation.objects.select_related("app", "staff").filter(pk=relation_id).first()
+    if relation is None:
+        return {}
+    try:
+        return relation_tags_refresh(relation)
+    except (wecom.RateLimited, WeChatApiError) as error:
+        _again(relation_tags_pull_task, (relation_id,), attempt, error)
         return {}
 
 

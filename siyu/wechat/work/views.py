@@ -53,3 +53,7 @@ def _follow_up(handled) -> None:
         tasks.contact_way_caps_task(handled.contact_way_id)
     if handled.tags_changed:
         tasks.corp_tags_pull_task(handled.app_id)
+    if handled.group_chat_id:
+        tasks.group_sync_task(handled.app_id, handled.group_chat_id)
+    if handled.relation_tags_id:
+        tasks.relation_tags_pull_task(handled.relation_tags_id)
