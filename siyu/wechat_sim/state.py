@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 TOKEN_LIFETIME = 7200
+TOKEN_GRACE = 300  # seconds an old token keeps working after a new one is issued
 
 
 @dataclass
@@ -95,8 +96,14 @@ class SimState:
         return app
 
     def token_issue(self, appid: str, host: str, lifetime: int = TOKEN_LIFETIME) -> tuple[str, int]:
+        """A new token. As at WeChat, the app's previous tokens stay valid only ``TOKEN_GRACE`` seconds more,
+        which is why callers must share one token instead of each fetching their own."""
+        now = time.time()
+        for issued in self.tokens.values():
+            if issued.appid == appid and issued.host == host:
+                issued.expires_at = min(issued.expires_at, now + TOKEN_GRACE)
         token = secrets.token_urlsafe(48)
-        self.tokens[token] = IssuedToken(appid, host, time.time() + lifetime)
+        self.tokens[token] = IssuedToken(appid, host, now + lifetime)
         return token, lifetime
 
     def tokens_expire(self, appid: str | None = None) -> int:

@@ -164,3 +164,20 @@ def test_standalone_process_serves():
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_a_new_token_leaves_the_old_one_five_minutes(sim):
+    from siyu.wechat_sim.server import SimError
+    from siyu.wechat_sim.state import TOKEN_GRACE
+
+    first = mp_token(sim)[1]["access_token"]
+    second = mp_token(sim)[1]["access_token"]
+    assert _require(sim, MP, first).appid == _require(sim, MP, second).appid  # both work for now
+    with sim.lock:
+        old, new = sim.state.tokens[first], sim.state.tokens[second]
+        assert old.expires_at <= time.time() + TOKEN_GRACE < new.expires_at
+        old.expires_at = time.time() - 1  # five minutes later
+    with pytest.raises(SimError) as error:
+        _require(sim, MP, first)
+    assert error.value.errcode == 42001
+    assert _require(sim, MP, second).appid == "wxtest000000000001"
