@@ -123,6 +123,8 @@ def test_customer_deletes_staff_then_staff_leaves_and_customers_transfer(wechat_
     sim_work.staff_resign(wechat_sim, corp.appid, leaver.userid)
     leaver.refresh_from_db()
     assert leaver.status == StaffStatus.LEFT
+    others = [userid for userid in ("zhangsan", "lisi") if userid != leaver.userid]
+    assert sim_corp(wechat_sim, corp).contact_ways[way.config_id].users == others  # out of the rotation
     assert transfer_request(workspace=workspace, app=corp, handover_id=leaver.pk,
                             takeover_id=staff["wangwu"].pk) == 1
     assert transfers_refresh(corp) == {"done": 0, "refused": 0}
@@ -184,8 +186,11 @@ def test_relation_follows_a_merge_of_its_customer(wechat_sim, workspace, corp, w
     user = wechat_sim.state.user("merge1")
     user.extra["has_unionid"] = False  # WeCom does not tell the unionid yet
     unionid = wechat_sim.state.unionid(user, corp.appid)
+    from datetime import timedelta
+
     now = timezone.now().isoformat()
-    events_ingest(workspace=workspace, events=[{"event_id": "mp-sub-1", "type": "subscribe", "occurred_at": now,
+    earlier = (timezone.now() - timedelta(hours=1)).isoformat()
+    events_ingest(workspace=workspace, events=[{"event_id": "mp-sub-1", "type": "subscribe", "occurred_at": earlier,
                                                 "identities": [{"kind": "unionid", "value": unionid},
                                                                {"kind": "openid", "namespace": "wxmp", "value": "o1"}]}])
     added = sim_work.add_contact(wechat_sim, user, corp.appid, way.state)

@@ -11,6 +11,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
+from siyu.channels.models import Channel
 from siyu.console.access import MANAGER_ROLES, console_view
 from siyu.console.rendering import page
 from siyu.core.channel_codes import CHANNELS, channel_label
@@ -181,13 +182,19 @@ def contact_ways_page(request):
             ways=ways, edit=edit,
             staff_choices=[{"staff": staff, "member": members.get(staff.pk)} for staff in
                            Staff.objects.filter(app=app, status=StaffStatus.ACTIVE).order_by("userid")],
-            channels=[(channel.code, channel_label(channel.code)) for channel in CHANNELS],
+            channels=_channel_choices(request.workspace),
             tags=Tag.objects.filter(workspace=request.workspace, kind="manual").select_related("group")
             .order_by("group__name", "name"),
             edit_tag_ids={tag.pk for tag in edit.tags.all()} if edit else set(),
             default_cap=100,
         )
     return page(request, "console/wechat/work/contact_ways.html", context, active="contact_ways")
+
+
+def _channel_choices(workspace) -> list[tuple[str, str]]:
+    """The workspace's registered channels (SPEC T1), or the standard ones before any are registered."""
+    registered = list(Channel.objects.filter(workspace=workspace, active=True).order_by("pk").values_list("code", "name"))
+    return registered or [(channel.code, channel_label(channel.code)) for channel in CHANNELS]
 
 
 def _posted_members(request) -> list[tuple[str, str]]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from siyu.wechat.callbacks import CallbackMessage
 from siyu.wechat.clients import WeChatApiError
 from siyu.wechat.work import contacts, groups, wecom
-from siyu.wechat.work.models import ContactRelation
+from siyu.wechat.work.models import ContactRelation, ContactWay
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +29,7 @@ class Handled:
     contact_way_id: int | None = None  # check this code's caps and rotation
     group_chat_id: str = ""  # WeCom could not be asked about this group now: sync it later
     relation_tags_id: int | None = None  # WeCom could not be asked about these marks now: pull them later
+    rotation_way_ids: tuple[int, ...] = ()  # codes whose rotation lost a member who left
 
 
 def callback_handle(*, message: CallbackMessage) -> Handled:
@@ -68,7 +69,10 @@ def callback_handle(*, message: CallbackMessage) -> Handled:
     elif event == "change_external_tag":
         handled.tags_changed = True
     elif event == "change_contact":
-        contacts.staff_changed(app, data)
+        staff = contacts.staff_changed(app, data)
+        if staff is not None and change == "delete_user":
+            handled.rotation_way_ids = tuple(ContactWay.objects.filter(app=app, active=True, members__staff=staff)
+                                             .values_list("pk", flat=True))
     else:
         logger.info("WeCom callback %s not handled", handled.kind)
     return handled

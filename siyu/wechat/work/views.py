@@ -55,5 +55,7 @@ def _follow_up(handled) -> None:
         tasks.corp_tags_pull_task(handled.app_id)
     if handled.group_chat_id:
         tasks.group_sync_task(handled.app_id, handled.group_chat_id)
+    for way_id in handled.rotation_way_ids:
+        tasks.contact_way_rotation_task(way_id)
     if handled.relation_tags_id:
         tasks.relation_tags_pull_task(handled.relation_tags_id)
