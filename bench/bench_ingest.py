@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from common import machine, now_utc, results_section_write  # noqa: E402
+from common import load, machine, now_utc, results_section_write  # noqa: E402
 
 TYPES = [("page_view", 0.55), ("product_view", 0.25), ("add_to_cart", 0.08), ("article_read", 0.07),
          ("order_paid", 0.05)]
@@ -265,6 +265,7 @@ def main() -> None:
 
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(f"DELETE FROM {table} WHERE event_id LIKE 'warm-%%'")
+        load_before = load()
         print(f"posting {len(bodies)} batches of {args.batch} with {clients} client threads to gunicorn "
               f"({args.workers} workers) …", flush=True)
         http_elapsed, totals = post_all(port, secret, bodies, clients)
@@ -274,12 +275,15 @@ def main() -> None:
     if totals["accepted"] != args.events:
         raise SystemExit(f"expected every event accepted, got {totals}")
     http_rate = args.events / http_elapsed
-    print(f"HTTP API: {args.events} events in {http_elapsed:.2f}s = {http_rate:,.0f} events/s", flush=True)
+    load_after = load()
+    print(f"HTTP API: {args.events} events in {http_elapsed:.2f}s = {http_rate:,.0f} events/s "
+          f"({load_before} before, {load_after} after)", flush=True)
 
+    load_copy = load()
     copy_elapsed, rows = copy_baseline(url, table, columns)
     copy_rate = rows / copy_elapsed
     ratio = http_rate / copy_rate
-    print(f"COPY:     {rows} events in {copy_elapsed:.2f}s = {copy_rate:,.0f} events/s")
+    print(f"COPY:     {rows} events in {copy_elapsed:.2f}s = {copy_rate:,.0f} events/s ({load_copy} before)")
     print(f"ratio HTTP / COPY = {ratio:.3f}")
 
     sqlite_line = ""
@@ -308,6 +312,7 @@ UTM/channel on most), batches of {args.batch}, gunicorn {args.workers} gthread w
   per-event answer): **{http_rate:,.0f} events/s** ({http_elapsed:.1f} s)
 - PostgreSQL `COPY` of the same rows into the same (emptied) table: **{copy_rate:,.0f} events/s** ({copy_elapsed:.1f} s)
 - **Ratio HTTP / COPY = {ratio:.2f}** (goal ≥ 0.5)
+- Machine load: HTTP run {load_before} before, {load_after} after; COPY {load_copy} before
 {sqlite_line}
 """)
 

@@ -26,31 +26,32 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from common import machine, now_utc, results_section_write  # noqa: E402
+from common import load, machine, now_utc, results_section_write  # noqa: E402
 
 PG_DB = "siyu_bench_tags"
 
 
-def database_prepare(engine: str) -> str:
+def database_prepare(engine: str, name: str = PG_DB) -> str:
     if engine == "sqlite":
         return f"sqlite:///{tempfile.mkdtemp(prefix='siyu-bench-tags-')}/bench.sqlite3"
     import psycopg
 
     base = os.environ.get("SIYU_TEST_PG_URL", "postgres://siyu@127.0.0.1:55432/siyu")
     with psycopg.connect(base.replace("postgres://", "postgresql://", 1), autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {PG_DB}")
-        admin.execute(f"CREATE DATABASE {PG_DB}")
+        admin.execute(f"DROP DATABASE IF EXISTS {name}")
+        admin.execute(f"CREATE DATABASE {name}")
     parts = urlsplit(base)
-    return urlunsplit((parts.scheme, parts.netloc, f"/{PG_DB}", "", ""))
+    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", "", ""))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--engine", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--customers", type=int, default=100_000)
+    parser.add_argument("--database", default=PG_DB, help="PostgreSQL database to (re)create")
     parser.add_argument("--write-results", action="store_true")
     args = parser.parse_args()
-    os.environ["SIYU_DATABASE_URL"] = database_prepare(args.engine)
+    os.environ["SIYU_DATABASE_URL"] = database_prepare(args.engine, args.database)
     os.environ.setdefault("SIYU_DATA_DIR", tempfile.mkdtemp(prefix="siyu-bench-data-"))
     os.environ["SIYU_TASKS_IMMEDIATE"] = "1"
     os.environ["DJANGO_SETTINGS_MODULE"] = "siyu.settings"
@@ -106,11 +107,12 @@ def main() -> None:
     rows = []
 
     def timed(label, func):
+        before = load()
         start = time.perf_counter()
         result = func()
         seconds = time.perf_counter() - start
-        rows.append((label, seconds, result))
-        print(f"{label}: {seconds:.2f}s -> {result}", flush=True)
+        rows.append((label, seconds, result, before))
+        print(f"{label}: {seconds:.2f}s -> {result} ({before})", flush=True)
 
     timed(f"tags_bulk_add, {len(ids):,} customers", lambda: tags_bulk_add(workspace=workspace, tag=manual,
                                                                           customer_ids=ids))
@@ -125,8 +127,8 @@ def main() -> None:
 
     body = [f"Command: `.venv/bin/python bench/bench_tags.py --engine {args.engine} --customers {args.customers}"
             f" --write-results`", f"Machine: {machine()}; {now_utc()}; {len(events):,} events.", "",
-            "| step | seconds | result |", "|---|---|---|"]
-    body += [f"| {label} | {seconds:.2f} | {result} |" for label, seconds, result in rows]
+            "| step | seconds | result | load before the step |", "|---|---|---|---|"]
+    body += [f"| {label} | {seconds:.2f} | {result} | {before} |" for label, seconds, result, before in rows]
     print("\n".join(body))
     if args.write_results:
         results_section_write(f"Tagging ({args.engine})", "\n".join(body))

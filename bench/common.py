@@ -47,3 +47,9 @@ def results_section_write(title: str, body: str) -> None:
     else:
         text = text.rstrip() + "\n\n" + section
     RESULTS.write_text(text)
+
+
+def load() -> str:
+    """The machine's load average now (the machine is shared: record it with every number)."""
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.1f} / {five:.1f} / {fifteen:.1f} (1 / 5 / 15 min, {os.cpu_count()} CPUs)"

@@ -103,7 +103,8 @@ class BulkSink(Sink):
         columns = tuple(columns)
         with connection.cursor() as cursor:
             if table not in self.columns:
-                cursor.execute(f"CREATE UNLOGGED TABLE IF NOT EXISTS {stage} AS "
+                # no autovacuum: it would only scan (and analyze) rows that are read once at the end
+                cursor.execute(f"CREATE UNLOGGED TABLE IF NOT EXISTS {stage} WITH (autovacuum_enabled = false) AS "
                                f"SELECT {', '.join(columns)} FROM {table} WITH NO DATA")
                 self.columns[table] = columns
             elif self.columns[table] != columns:
