@@ -72,7 +72,8 @@ def test_userinfo_flow_opens_an_h5_session(client, wechat_sim, official):
     user = wechat_sim.state.user("alice")
     customer = Customer.objects.get()
     assert set(customer.identities.values_list("kind", "value")) == {
-        ("openid", wechat_sim.state.openid(user, official.appid)), ("unionid", wechat_sim.state.unionid(user, official.appid))}
+        ("openid", wechat_sim.state.openid(user, official.appid)), ("unionid", wechat_sim.state.unionid(user, official.appid)),
+        ("device", client.cookies["siyu_did"].value)}  # the browser's device id, set by the start redirect
     assert customer.name == "爱丽丝"
     event = Event.objects.get()
     assert event.type == "wechat_oauth" and event.properties["scope"] == "snsapi_userinfo"
@@ -83,7 +84,7 @@ def test_userinfo_flow_opens_an_h5_session(client, wechat_sim, official):
 def test_base_scope_identifies_by_openid_only(client, wechat_sim, official):
     landing = client.get(through_wechat(wechat_sim, start(client, official)["Location"], user="bob"))
     assert landing.status_code == 302
-    assert list(Identity.objects.values_list("kind", flat=True)) == ["openid"]
+    assert sorted(Identity.objects.values_list("kind", flat=True)) == ["device", "openid"]
     assert ConsumerSession.objects.get().scope == "snsapi_base"
 
 
@@ -185,7 +186,7 @@ def test_one_person_through_oauth_and_mini_program_is_one_customer(client, wecha
     assert body["customer"] == {"id": h5_customer.pk, "is_new": False}
     assert Customer.objects.filter(status=CustomerStatus.ACTIVE).count() == 1
     assert sorted(h5_customer.identities.values_list("kind", "namespace")) == [
-        ("openid", mini.appid), ("openid", official.appid), ("unionid", "")]
+        ("device", "h5"), ("openid", mini.appid), ("openid", official.appid), ("unionid", "")]
 
 
 def test_mini_program_first_then_base_oauth_links_when_unionid_arrives(client, wechat_sim, official,
