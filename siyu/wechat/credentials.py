@@ -15,7 +15,7 @@ from siyu.core.crypto import encrypt_text
 from siyu.core.errors import SiyuError
 from siyu.core.models import Workspace
 from siyu.core.services import audit_record
-from siyu.wechat.models import AppKind, WeChatApp
+from siyu.wechat.models import AccessToken, AppKind, WeChatApp
 
 # Secret fields per kind: name -> (required on create, validator name)
 SECRET_FIELDS: dict[str, dict[str, bool]] = {
@@ -27,6 +27,8 @@ SECRET_FIELDS: dict[str, dict[str, bool]] = {
                   "platform_public_key": False, "platform_public_key_id": False, "appid": False},
 }
 MESSAGE_MODES = ("plain", "compat", "safe")
+# secret -> the access-token cache keys fetched with it (see siyu.wechat.clients; "app" is WeCom's)
+TOKEN_SECRETS = {"app_secret": ("default", "app"), "contact_secret": ("contact",)}
 _APPID = {
     AppKind.OFFICIAL: re.compile(r"wx[0-9a-zA-Z]{14,30}"),
     AppKind.MINIAPP: re.compile(r"wx[0-9a-zA-Z]{14,30}"),
@@ -141,8 +143,10 @@ def app_save(*, workspace: Workspace, kind: str, appid: str, name: str, secrets:
         if app is not None and app.workspace_id != workspace.pk:
             raise SiyuError("wechat_app_taken", "该微信账号已被其他工作空间绑定",
                             "This WeChat account is connected to another workspace", status=409)
-        merged = _clean_secrets(kind, secrets, app.secrets() if app else {})
+        previous = app.secrets() if app else {}
+        merged = _clean_secrets(kind, secrets, previous)
         changed = sorted(name for name, value in secrets.items() if value not in (None, ""))
+        rotated = {name for name in TOKEN_SECRETS if previous.get(name) and previous.get(name) != merged.get(name)}
         if app is None:
             app = WeChatApp(workspace=workspace, kind=kind, appid=appid)
             action = "wechat_app_create"
@@ -157,6 +161,8 @@ def app_save(*, workspace: Workspace, kind: str, appid: str, name: str, secrets:
         except IntegrityError as error:
             raise SiyuError("wechat_app_taken", "该微信账号已存在", "This WeChat account already exists",
                             status=409) from error
+        if rotated:  # tokens fetched with the old secret: fetch anew, so a wrong new secret shows at once
+            AccessToken.objects.filter(app=app, key__in=[key for name in rotated for key in TOKEN_SECRETS[name]]).delete()
         audit_record(workspace=workspace, actor=actor, action=action, target_type="wechat_app", target_id=app.pk,
                      kind=kind, appid=appid, name=name, is_active=is_active, secrets_changed=changed)
     return app

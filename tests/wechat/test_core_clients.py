@@ -311,3 +311,18 @@ def test_code_to_session_needs_no_access_token(wechat_sim, miniapp_app):
     wechat_call(miniapp_app, "jscode2session", miniapp_client(miniapp_app).wxa.code_to_session, code)
     assert issued(wechat_sim, miniapp_app) == 0
     assert not AccessToken.objects.exists()
+
+
+def test_a_new_secret_drops_the_cached_token(wechat_sim, official_app):
+    from siyu.wechat.credentials import app_save
+
+    menu_get(official_app)
+    app_save(workspace=official_app.workspace, kind="official", appid=official_app.appid, name="renamed",
+             secrets={})
+    assert AccessToken.objects.filter(app=official_app).exists()  # nothing rotated: the token stays
+    app = app_save(workspace=official_app.workspace, kind="official", appid=official_app.appid, name="renamed",
+                   secrets={"app_secret": "f" * 32})
+    assert not AccessToken.objects.filter(app=app).exists()
+    with pytest.raises(WeChatApiError) as error:  # the simulator still knows the old secret
+        menu_get(app)
+    assert error.value.errcode == 40125
