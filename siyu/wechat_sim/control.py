@@ -5,6 +5,7 @@ Tests usually use the Simulator object directly; the demo and separate processes
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict
 
 from siyu.wechat_sim.server import SimError, SimRequest, SimResponse, Simulator, route
@@ -64,3 +65,26 @@ def tokens_expire(sim: Simulator, request: SimRequest) -> SimResponse:
 @route("GET", SIM, "/health")
 def health(sim: Simulator, request: SimRequest) -> SimResponse:
     return SimResponse.json({"ok": True, "apps": len(sim.state.apps)})
+
+
+@route("GET", SIM, "/calls")
+def calls_list(sim: Simulator, request: SimRequest) -> SimResponse:
+    """API calls received (``?host=``, ``?path=`` prefix filters), for tests and the demo in another process."""
+    host, path = request.arg("host") or "", request.arg("path") or ""
+    with sim.lock:
+        calls = [{"at": at, "host": call_host, "path": call_path} for at, call_host, call_path in sim.state.calls
+                 if (not host or call_host == host) and call_path.startswith(path)]
+    return SimResponse.json(calls)
+
+
+@route("GET", SIM, "/tokens")
+def tokens_summary(sim: Simulator, request: SimRequest) -> SimResponse:
+    """How many access tokens each app was issued and how many still work (never the tokens themselves)."""
+    now = time.time()
+    summary: dict[str, dict[str, int]] = {}
+    with sim.lock:
+        for issued in sim.state.tokens.values():
+            entry = summary.setdefault(issued.appid, {"issued": 0, "valid": 0})
+            entry["issued"] += 1
+            entry["valid"] += int(not issued.revoked and issued.expires_at > now)
+    return SimResponse.json(summary)

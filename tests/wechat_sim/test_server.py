@@ -181,3 +181,13 @@ def test_a_new_token_leaves_the_old_one_five_minutes(sim):
         _require(sim, MP, first)
     assert error.value.errcode == 42001
     assert _require(sim, MP, second).appid == "wxtest000000000001"
+
+
+def test_calls_and_tokens_inspection(sim):
+    token = mp_token(sim)[1]["access_token"]
+    mp_token(sim)
+    _require(sim, MP, token)
+    assert call(sim, "GET", "/_sim/tokens")[1]["wxtest000000000001"] == {"issued": 2, "valid": 2}
+    calls = call(sim, "GET", f"/_sim/calls?host={MP}")[1]
+    assert [item["path"] for item in calls] == ["/x"]
+    assert call(sim, "GET", "/_sim/calls?path=/nothing")[1] == []
