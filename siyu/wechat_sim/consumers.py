@@ -419,39 +419,30 @@ def control_summary(sim: Simulator, request: SimRequest) -> SimResponse:
 @route("POST", SIM, "/codes/restore")
 def control_codes_restore(sim: Simulator, request: SimRequest) -> SimResponse:
     """``{"qrcodes": [{appid, ticket, scene, permanent, expires_at?, url?}], "contact_ways": [{corpid,
-    config_id, state, users, remark?}]}``: codes this WeChat issued before it restarted (as Siyu recorded
-    them). Known tickets and config ids are left as they are; codes of unregistered apps are refused."""
+    config_id, state, users, remark?}], "groups": [{corpid, chat_id, owner, name?}], "menus": {appid: menu}}``:
+    what this WeChat held before it restarted (as Siyu recorded it). Known tickets, config ids and groups
+    are left as they are; entries of unregistered apps are refused (nothing is restored then)."""
     payload = _payload(request)
     qrcodes, ways = payload.get("qrcodes") or [], payload.get("contact_ways") or []
-    if not isinstance(qrcodes, list) or not isinstance(ways, list):
-        raise SimError(40097, "qrcodes and contact_ways must be lists", status=400)
-    restored = {"qrcodes": 0, "contact_ways": 0}
+    groups, menus = payload.get("groups") or [], payload.get("menus") or {}
+    if not isinstance(qrcodes, list) or not isinstance(ways, list) or not isinstance(groups, list) \
+            or not isinstance(menus, dict):
+        raise SimError(40097, "qrcodes, contact_ways and groups must be lists, menus an object", status=400)
+    _restore_check(sim, qrcodes, ways, groups, menus)
+    restored = {"qrcodes": 0, "contact_ways": 0, "groups": 0, "menus": 0}
     with sim.lock:
         codes = mp.mp(sim).qrcodes
         for item in qrcodes:
-            if not isinstance(item, dict) or not all(isinstance(item.get(name), str) and item.get(name)
-                                                     for name in ("appid", "ticket", "scene")):
-                raise SimError(40097, "each QR code needs appid, ticket and scene", status=400)
-            app = sim.state.apps.get(item["appid"])
-            if app is None or app.kind != "official":
-                raise SimError(40013, f"invalid appid {item['appid']}", status=400)
             if item["ticket"] in codes:
                 continue
             permanent = bool(item.get("permanent"))
-            expires_at = None if permanent else float(item.get("expires_at") or 0)
+            expires_at = None if permanent else float(item["expires_at"])
             codes[item["ticket"]] = mp.QrCode(item["appid"], item["ticket"],
                                               "QR_LIMIT_STR_SCENE" if permanent else "QR_STR_SCENE", item["scene"],
                                               expires_at, str(item.get("url") or ""))
             restored["qrcodes"] += 1
         state = work.work_state(sim)
         for item in ways:
-            if not isinstance(item, dict) or not all(isinstance(item.get(name), str) and item.get(name)
-                                                     for name in ("corpid", "config_id")) \
-                    or not isinstance(item.get("users"), list) or not item["users"]:
-                raise SimError(40097, "each contact way needs corpid, config_id and users", status=400)
-            app = sim.state.apps.get(item["corpid"])
-            if app is None or app.kind != "work":
-                raise SimError(40013, f"invalid corpid {item['corpid']}", status=400)
             corp = state.corp(item["corpid"])
             if item["config_id"] in corp.contact_ways:
                 continue
@@ -459,4 +450,50 @@ def control_codes_restore(sim: Simulator, request: SimRequest) -> SimResponse:
                 item["config_id"], 2, 2, [str(user) for user in item["users"]], str(item.get("state") or "")[:30],
                 str(item.get("remark") or "")[:30], True, f"https://wework.qpic.cn/wwpic/{item['config_id']}/0")
             restored["contact_ways"] += 1
+        for item in groups:
+            corp = state.corp(item["corpid"])
+            if item["chat_id"] in corp.groups:
+                continue
+            corp.groups[item["chat_id"]] = work.GroupChat(item["chat_id"], str(item.get("name") or "")[:128],
+                                                          item["owner"], int(time.time()), {item["owner"]: {
+                                                              "userid": item["owner"], "type": 1,
+                                                              "join_time": int(time.time()), "join_scene": 1}})
+            restored["groups"] += 1
+        for appid, menu in menus.items():
+            if appid not in mp.mp(sim).menus:
+                mp.mp(sim).menus[appid] = {"button": menu["button"]}
+                restored["menus"] += 1
     return SimResponse.json(restored)
+
+
+def _restore_check(sim: Simulator, qrcodes: list, ways: list, groups: list, menus: dict) -> None:
+    def texts(item: Any, *names: str) -> bool:
+        return isinstance(item, dict) and all(isinstance(item.get(name), str) and item.get(name) for name in names)
+
+    def registered(appid: str, kind: str) -> None:
+        app = sim.state.apps.get(appid)
+        if app is None or app.kind != kind:
+            raise SimError(40013, f"invalid {'corpid' if kind == 'work' else 'appid'} {appid}", status=400)
+
+    with sim.lock:
+        for item in qrcodes:
+            if not texts(item, "appid", "ticket", "scene"):
+                raise SimError(40097, "each QR code needs appid, ticket and scene", status=400)
+            expires_at = item.get("expires_at")
+            if not item.get("permanent") and (isinstance(expires_at, bool) or not isinstance(expires_at, int | float)):
+                raise SimError(40097, "a temporary QR code needs expires_at (Unix seconds)", status=400)
+            registered(item["appid"], "official")
+        for item in ways:
+            if not texts(item, "corpid", "config_id") or not isinstance(item.get("users"), list) or not item["users"]:
+                raise SimError(40097, "each contact way needs corpid, config_id and users", status=400)
+            registered(item["corpid"], "work")
+        for item in groups:
+            if not texts(item, "corpid", "chat_id", "owner"):
+                raise SimError(40097, "each group needs corpid, chat_id and owner", status=400)
+            registered(item["corpid"], "work")
+        for appid, menu in menus.items():
+            registered(appid, "official")
+            try:
+                mp._check_menu(menu)
+            except SimError as error:
+                raise SimError(error.errcode, error.errmsg, status=400) from None

@@ -203,12 +203,20 @@ def test_codes_restore_keeps_known_codes_and_refuses_unknown_apps(sim):
     again = requests.post(f"{sim.base_url}/_sim/codes/restore", timeout=5, json={
         "qrcodes": [{"appid": OFFICIAL, "ticket": "gQone", "scene": "other", "permanent": True}],
         "contact_ways": [{"corpid": CORP, "config_id": "cfg-xhs", "state": "x", "users": ["li"]}]}).json()
-    assert again == {"qrcodes": 0, "contact_ways": 0}
+    assert again == {"qrcodes": 0, "contact_ways": 0, "groups": 0, "menus": 0}
     assert mp.mp(sim).qrcodes["gQone"] is ticket
     assert work.work_state(sim).corps[CORP].contact_ways["cfg-xhs"].users == ["zhou", "li"]
     for bad in ({"qrcodes": [{"appid": "wxunknown0000001", "ticket": "t", "scene": "s"}]},
-                {"contact_ways": [{"corpid": CORP, "config_id": "c"}]}, {"qrcodes": "x"}):
+                {"contact_ways": [{"corpid": CORP, "config_id": "c"}]}, {"qrcodes": "x"},
+                {"qrcodes": [{"appid": OFFICIAL, "ticket": "t", "scene": "s", "expires_at": "soon"}]},
+                {"groups": [{"corpid": CORP, "chat_id": "wr1"}]}, {"menus": {OFFICIAL: {"button": []}}}):
         assert requests.post(f"{sim.base_url}/_sim/codes/restore", json=bad, timeout=5).status_code == 400
+    assert "t" not in mp.mp(sim).qrcodes  # a refused request restores nothing
+    restored = requests.post(f"{sim.base_url}/_sim/codes/restore", timeout=5, json={
+        "groups": [{"corpid": CORP, "chat_id": "wr-vip", "owner": "zhou", "name": "会员群"}],
+        "menus": {OFFICIAL: {"button": [{"type": "click", "name": "客服", "key": "SERVICE"}]}}}).json()
+    assert restored == {"qrcodes": 0, "contact_ways": 0, "groups": 1, "menus": 0}  # the menu was there already
+    assert work.work_state(sim).corps[CORP].groups["wr-vip"].owner == "zhou"
     # a restored temporary code expires as WeChat's would
     requests.post(f"{sim.base_url}/_sim/codes/restore", timeout=5, json={
         "qrcodes": [{"appid": OFFICIAL, "ticket": "gQold", "scene": "s", "expires_at": time.time() - 1}]})
