@@ -156,3 +156,26 @@ def test_moments_task(wechat_sim, workspace, corp, staff):
     task.refresh_from_db()
     assert task.status == "done" and task.moment_id
     assert MomentTask.objects.count() == 1
+
+
+def test_periodic_refresh_follows_confirmations_and_resubmits_queued_sends(wechat_sim, workspace, corp, contacts):
+    from siyu.wechat.work.tasks import work_refresh_periodic
+
+    sent = campaigns.mass_send_create(workspace=workspace, app=corp, text="已创建", customer_ids=list(contacts.values()))
+    wechat_sim.faults.add("errcode", host="qyapi.weixin.qq.com", path="/cgi-bin/externalcontact/add_msg_template",
+                          code=45009)
+    with pytest.raises(wecom.RateLimited):
+        campaigns.mass_send_create(workspace=workspace, app=corp, text="排队", customer_ids=list(contacts.values()))
+    for userid in ("zhangsan", "lisi"):
+        sim_work.staff_confirm_mass_send(wechat_sim, corp.appid, sent.msgid, userid)
+    work_refresh_periodic.call_local()
+    assert MassSend.objects.get(text="排队").status == MassSendStatus.QUEUED  # its own back-off retry is due
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    MassSend.objects.filter(text="排队").update(checked_at=timezone.now() - timedelta(hours=2))  # retry was lost
+    work_refresh_periodic.call_local()
+    sent.refresh_from_db()
+    assert sent.status == MassSendStatus.FINISHED
+    assert MassSend.objects.get(text="排队").status == MassSendStatus.CREATED

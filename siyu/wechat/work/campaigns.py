@@ -123,6 +123,12 @@ def mass_send_submit(mass: MassSend) -> MassSend:
     raised for the caller's retry); any other refusal marks it failed, releasing the monthly count."""
     if mass.status != MassSendStatus.QUEUED:
         return mass
+    # Claim this attempt: a back-off retry and the periodic sweep never submit the same send twice.
+    now = timezone.now()
+    if not MassSend.objects.filter(pk=mass.pk, status=MassSendStatus.QUEUED, checked_at=mass.checked_at).update(
+            checked_at=now):
+        return mass
+    mass.checked_at = now
     recipients = list(mass.recipients.values_list("external_userid", flat=True))
     body = {"chat_type": "single", "external_userid": recipients, "text": {"content": mass.text}}
     try:

@@ -8,7 +8,9 @@ the ApiIssue the adapter recorded shows it in the console meanwhile. Nothing is 
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
+from django.utils import timezone
 from huey import crontab
 from huey.contrib.djhuey import db_periodic_task, db_task
 
@@ -144,7 +146,10 @@ def work_refresh_periodic() -> None:
         try:
             for mass in MassSend.objects.filter(app=app, status=MassSendStatus.CREATED).order_by("pk")[:50]:
                 campaigns.mass_send_refresh(mass)
-            for mass in MassSend.objects.filter(app=app, status=MassSendStatus.QUEUED, msgid="").order_by("pk")[:20]:
+            # Queued sends whose back-off retry was lost (a worker restart): tried again after an hour.
+            stale = timezone.now() - timedelta(minutes=65)
+            for mass in MassSend.objects.filter(app=app, status=MassSendStatus.QUEUED, checked_at__lt=stale) \
+                    .order_by("pk")[:20]:
                 mass_send_submit_task(mass.pk)
             for moment in MomentTask.objects.filter(app=app, status="running").order_by("pk")[:50]:
                 campaigns.moment_refresh(moment)
