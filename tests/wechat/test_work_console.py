@@ -137,3 +137,26 @@ def test_mass_send_and_transfer_forms(clients, wechat_sim, corp, staff, way):
 
 def test_unknown_corp_is_404(clients, corp):
     assert clients["admin"].get("/wechat/work/?app=nope").status_code == 404
+
+
+def test_sync_button_brings_members_tags_and_groups(clients, wechat_sim, corp):
+    from siyu.wechat.work.models import CustomerGroup, Staff, WorkTag
+
+    sim_work.staff_add(wechat_sim, corp.appid, "zhaoliu", "赵六")
+    sim_work.corp_tag_add(wechat_sim, corp.appid, group_name="会员", names=["金卡"])
+    with wechat_sim.lock:  # a group created while Siyu was not listening (no callback)
+        state = sim_work.work_state(wechat_sim).corp(corp.appid)
+        state.groups["wrOffline1"] = sim_work.GroupChat("wrOffline1", "老客群", "lisi", 1_700_000_000, {})
+    assert clients["analyst"].post("/wechat/work/sync", {"app": corp.appid}).status_code == 403
+    assert clients["operator"].post("/wechat/work/sync", {"app": corp.appid}).status_code == 302
+    assert Staff.objects.filter(app=corp, userid="zhaoliu", name="赵六").exists()
+    assert WorkTag.objects.filter(app=corp, name="金卡").exists()
+    assert CustomerGroup.objects.filter(app=corp, chat_id="wrOffline1", name="老客群").exists()
+
+
+def test_pages_without_a_corp(clients):
+    for url in ("/wechat/work/", "/wechat/work/contact-ways/"):
+        answer = clients["admin"].get(url)
+        assert answer.status_code == 200 and "还没有接入企业微信" in answer.content.decode()
+    refused = clients["admin"].post("/wechat/work/mass-send", {"text": "hi"})
+    assert refused.status_code == 400 and "请先接入企业微信" in refused.content.decode()

@@ -127,7 +127,6 @@ def contact_added(app: WeChatApp, data: dict[str, Any], *, details: dict[str, An
                       properties={"staff_id": userid, "state": state})
     if customer is None:
         return None
-    contact = (details or {}).get("external_contact") or {}
     staff = staff_ensure(app, userid)
     with transaction.atomic():
         relation = ContactRelation.objects.select_for_update().filter(
@@ -136,7 +135,7 @@ def contact_added(app: WeChatApp, data: dict[str, Any], *, details: dict[str, An
             relation = ContactRelation.objects.create(
                 workspace_id=app.workspace_id, app=app, staff=staff, customer=customer,
                 external_userid=external_userid, state=state, contact_way=way, added_at=at,
-                welcome_code=welcome_code, remark=str(contact.get("name") or "")[:64])
+                welcome_code=welcome_code)
             newly = True
         else:
             newly = relation.status != RelationStatus.ACTIVE

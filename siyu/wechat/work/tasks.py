@@ -174,3 +174,13 @@ def _on_customers_changed(*, workspace_id: int, customer_ids: list[int]) -> None
 
 
 subscribe(CUSTOMERS_CHANGED, _on_customers_changed)
+
+
+# 18:40 UTC is 02:40 in Asia/Shanghai: a nightly reconciliation catches whatever a lost callback or an
+# abandoned retry missed (members, the tag library, groups and their members).
+@db_periodic_task(crontab(hour="18", minute="40"))
+def work_sync_daily() -> int:
+    apps = list(_work_apps())
+    for app in apps:
+        app_sync_task(app.pk)
+    return len(apps)
