@@ -179,3 +179,19 @@ def test_periodic_refresh_follows_confirmations_and_resubmits_queued_sends(wecha
     sent.refresh_from_db()
     assert sent.status == MassSendStatus.FINISHED
     assert MassSend.objects.get(text="排队").status == MassSendStatus.CREATED
+
+
+@pytest.mark.redis
+def test_limiter_counts_in_redis_shared_by_processes(settings, corp):
+    import os
+    import uuid
+
+    settings.REDIS_URL = os.environ["SIYU_TEST_REDIS_URL"]
+    settings.SIYU_WECOM_LIMITS = {"minute": (60, 2), "hour": (3600, 100)}
+    api = f"test/{uuid.uuid4().hex}"  # a fresh key in a shared Redis
+    wecom.permit(corp, api, now=1_000_000.0)
+    wecom._redis_clients.clear()  # as another process would: a new connection, the same counters
+    wecom.permit(corp, api, now=1_000_001.0)
+    with pytest.raises(wecom.RateLimited) as limited:
+        wecom.permit(corp, api, now=1_000_002.0)
+    assert limited.value.retry_after == pytest.approx(1_000_020 - 1_000_002 + 1)

@@ -40,19 +40,35 @@ def limits() -> dict[str, tuple[int, int]]:
     return getattr(settings, "SIYU_WECOM_LIMITS", LIMITS)
 
 
+_redis_clients: dict[str, Any] = {}
+
+
+def _count(key: str, seconds: int) -> int:
+    """Add one to a window's counter: in Redis when Siyu runs with Redis (shared by every web and task
+    process, as WeCom counts per corp), else in the process's own cache (the single-host SQLite setup)."""
+    url = getattr(settings, "REDIS_URL", "")
+    if url:
+        import redis
+
+        client = _redis_clients.get(url) or _redis_clients.setdefault(url, redis.Redis.from_url(url))
+        pipeline = client.pipeline()
+        pipeline.incr(key)
+        pipeline.expire(key, seconds + 5)
+        return int(pipeline.execute()[0])
+    cache.add(key, 0, timeout=seconds + 5)
+    try:
+        return cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.set(key, 1, timeout=seconds + 5)
+        return 1
+
+
 def permit(app: WeChatApp, api: str, *, now: float | None = None) -> None:
     """Count one call of ``api`` for the corp; refuse (RateLimited) when a window is full."""
     now = time.time() if now is None else now
     for window, (seconds, allowed) in limits().items():
         bucket = int(now // seconds)
-        key = f"wecom:rate:{app.appid}:{api}:{window}:{bucket}"
-        cache.add(key, 0, timeout=seconds + 5)
-        try:
-            count = cache.incr(key)
-        except ValueError:  # expired between add and incr
-            cache.set(key, 1, timeout=seconds + 5)
-            count = 1
-        if count > allowed:
+        if _count(f"siyu:wecom:rate:{app.appid}:{api}:{window}:{bucket}", seconds) > allowed:
             raise RateLimited(api=api, retry_after=(bucket + 1) * seconds - now + 1)
 
 
