@@ -45,9 +45,14 @@ class WeChatApp(models.Model):
         return f"{self.get_kind_display()} {self.name} ({self.appid})"
 
     def secrets(self) -> dict:
-        """The decrypted secret fields (empty dict when none were stored)."""
-        text = decrypt_text(self.secrets_enc)
-        return json.loads(text) if text else {}
+        """The decrypted secret fields (empty dict when none were stored); a fresh copy each time."""
+        blob = bytes(self.secrets_enc) if self.secrets_enc else b""
+        cached = getattr(self, "_secrets_cache", None)
+        if cached is None or cached[0] != blob:  # decrypt once per stored value, not once per use
+            text = decrypt_text(blob)
+            cached = (blob, json.loads(text) if text else {})
+            self._secrets_cache = cached
+        return dict(cached[1])
 
 
 class AccessToken(models.Model):
