@@ -128,6 +128,8 @@ def contact_added(app: WeChatApp, data: dict[str, Any], *, details: dict[str, An
     if customer is None:
         return None
     staff = staff_ensure(app, userid)
+    follow = next((row for row in (details or {}).get("follow_user") or [] if row.get("userid") == userid), {})
+    remark = str(follow.get("remark") or "")[:64]  # the member's own note on the customer
     with transaction.atomic():
         relation = ContactRelation.objects.select_for_update().filter(
             app=app, staff=staff, external_userid=external_userid).first()
@@ -135,7 +137,7 @@ def contact_added(app: WeChatApp, data: dict[str, Any], *, details: dict[str, An
             relation = ContactRelation.objects.create(
                 workspace_id=app.workspace_id, app=app, staff=staff, customer=customer,
                 external_userid=external_userid, state=state, contact_way=way, added_at=at,
-                welcome_code=welcome_code)
+                welcome_code=welcome_code, remark=remark)
             newly = True
         else:
             newly = relation.status != RelationStatus.ACTIVE
@@ -144,7 +146,7 @@ def contact_added(app: WeChatApp, data: dict[str, Any], *, details: dict[str, An
                 relation.added_at, relation.state, relation.contact_way = at, state, way
             if welcome_code and relation.welcome_code != welcome_code:
                 relation.welcome_code, relation.welcomed_at = welcome_code, None
-            relation.customer = customer
+            relation.customer, relation.remark = customer, remark or relation.remark
             relation.save()
         if way is not None and newly:
             for tag in way.tags.all():
