@@ -1,4 +1,5 @@
-"""``siyu demo --no-serve``: sets up the demo brand, logins and API key, and is idempotent."""
+"""``siyu demo --no-serve``: sets up the demo brand, logins, API key and its WeChat accounts and codes (against
+a short-lived simulator process), and is idempotent: a second run creates nothing new."""
 
 from __future__ import annotations
 
@@ -10,10 +11,13 @@ from django.contrib.auth import authenticate
 from django.core.management import call_command
 
 from siyu.channels.models import Channel
-from siyu.core.models import ApiKey, Membership
+from siyu.core.models import ApiKey, AuditLog, Membership
 from siyu.core.services import api_key_authenticate
 from siyu.customers.models import Customer, Event
 from siyu.simulation.models import SimulationRun
+from siyu.wechat.models import WeChatApp
+from siyu.wechat.official.models import AutoReplyRule, ChannelQrCode, OfficialSettings
+from siyu.wechat.work.models import ContactWay, Staff
 
 
 @pytest.mark.django_db(transaction=True)
@@ -40,10 +44,39 @@ def test_demo_sets_up_everything_once(tmp_path, settings):
         assert authenticate(username=username, password=password) is not None
     assert Customer.objects.filter(workspace=workspace, owner__username="service").exists()
 
-    counts = (Customer.objects.count(), Event.objects.count(), SimulationRun.objects.count(), ApiKey.objects.count())
+    # WeChat: four accounts (credentials kept 0600 under the data dir), codes per seed channel, staff
+    assert "WeChat simulator: http://127.0.0.1:8766/_sim/consumers" in text
+    assert (tmp_path / "demo_wechat.json").stat().st_mode & 0o077 == 0
+    credentials = json.loads((tmp_path / "demo_wechat.json").read_text())
+    apps = {app.kind: app for app in WeChatApp.objects.filter(workspace=workspace)}
+    assert {kind: app.appid for kind, app in apps.items()} == {kind: credentials[kind]["appid"]
+                                                               for kind in ("official", "miniapp", "work", "pay")}
+    assert apps["official"].secrets()["message_mode"] == "safe"
+    assert apps["pay"].secrets()["platform_public_key"].startswith("-----BEGIN PUBLIC KEY-----")
+    assert set(ChannelQrCode.objects.filter(app=apps["official"]).values_list("channel", flat=True)) == {
+        "xiaohongshu", "douyin", "official_account", "store", "referral"}
+    assert all(code.ticket for code in ChannelQrCode.objects.all())
+    ways = ContactWay.objects.filter(app=apps["work"], active=True)
+    assert {way.channel for way in ways} == {"xiaohongshu", "store", "douyin"}
+    assert all(way.config_id and way.welcome_text and way.tags.count() == 1 and way.members.count() == 2
+               for way in ways)
+    assert Staff.objects.filter(app=apps["work"]).count() == 4
+    official = OfficialSettings.objects.get(app=apps["official"])
+    assert official.welcome_reply and official.menu_published_at and official.unionid_access
+    assert AutoReplyRule.objects.filter(app=apps["official"]).count() == 3
+
+    counts = (Customer.objects.count(), Event.objects.count(), SimulationRun.objects.count(), ApiKey.objects.count(),
+              WeChatApp.objects.count(), ChannelQrCode.objects.count(), ContactWay.objects.count(),
+              Staff.objects.count(), AutoReplyRule.objects.count())
+    audits = AuditLog.objects.filter(action__startswith="wechat_app").count()
     again = io.StringIO()
     call_command("demo", no_serve=True, customers=300, stdout=again)
     assert "跳过模拟" in again.getvalue()
-    assert (Customer.objects.count(), Event.objects.count(), SimulationRun.objects.count(),
-            ApiKey.objects.count()) == counts
+    assert (Customer.objects.count(), Event.objects.count(), SimulationRun.objects.count(), ApiKey.objects.count(),
+            WeChatApp.objects.count(), ChannelQrCode.objects.count(), ContactWay.objects.count(),
+            Staff.objects.count(), AutoReplyRule.objects.count()) == counts
     assert secret in again.getvalue() and passwords == json.loads((tmp_path / "demo_logins.json").read_text())
+    assert credentials == json.loads((tmp_path / "demo_wechat.json").read_text())
+    # a new simulator process: its codes were handed back, nothing created; only the new platform key saved
+    assert "QR codes: 0 new, 5 restored" in again.getvalue() and "0 new, 3 restored" in again.getvalue()
+    assert AuditLog.objects.filter(action__startswith="wechat_app").count() == audits + 1
