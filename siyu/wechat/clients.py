@@ -65,6 +65,9 @@ class WeChatApiError(SiyuError):
     errcode: int | None = None
     errmsg: str = ""
     api: str = ""
+    # A POST that timed out while waiting for the answer: WeChat may have done the work. Callers must not
+    # repeat a non-idempotent call (a message) after this; they record the outcome as unknown instead.
+    outcome_unknown: bool = False
 
 
 @dataclass
@@ -268,18 +271,36 @@ def issue_resolve(*, workspace, issue_id: int, actor: Any = None) -> ApiIssue:
     return issue
 
 
-def _error_for(error: Exception, api: str) -> WeChatApiError:
+def _read_timeout(error: BaseException) -> bool:
+    """The request was sent but its answer never came (wechatpy wraps the requests exception)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, requests.ReadTimeout):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _error_for(error: Exception, api: str, *, kind: str = "") -> WeChatApiError:
     if _transient(error) or (isinstance(error, WeChatClientException) and error.errcode is None):
         status = getattr(getattr(error, "response", None), "status_code", None)
         detail = f"HTTP {status}" if status else type(error).__name__
         return WeChatApiError("wechat_unavailable", f"微信接口暂时不可用（{detail}）",
-                              f"WeChat is unavailable ({detail})", status=502, errcode=None, errmsg=detail, api=api)
+                              f"WeChat is unavailable ({detail})", status=502, errcode=None, errmsg=detail, api=api,
+                              outcome_unknown=_read_timeout(error))
     if isinstance(error, requests.RequestException):
         return WeChatApiError("wechat_unavailable", "微信接口请求失败", f"WeChat request failed: {error}",
                               status=502, errcode=None, errmsg=str(error)[:200], api=api)
     errcode = int(error.errcode) if str(getattr(error, "errcode", "")).lstrip("-").isdigit() else None
     errmsg = str(getattr(error, "errmsg", "") or "")
     details = {"errcode": errcode, "errmsg": errmsg, "api": api}
+    if errcode == DAILY_QUOTA and kind == AppKind.WORK:
+        # WeCom's 45009 is its per-minute/per-hour frequency limit (10,000/min, 150,000/h per corp), not a daily quota
+        return WeChatRateLimited("wechat_rate_limited", "企业微信接口调用超过频率限制，请一分钟后重试",
+                                 "WeCom API frequency limit reached; retry in a minute", status=429, details=details,
+                                 errcode=errcode, errmsg=errmsg, api=api, retry_after=60.0)
     if errcode == DAILY_QUOTA:
         return WeChatRateLimited("wechat_quota_daily", "微信接口今日调用次数已用完，北京时间零点后恢复",
                                  "WeChat daily API quota reached; it resets at midnight Beijing time", status=429,
@@ -309,7 +330,7 @@ def wechat_call(app: WeChatApp, api: str, fn: Callable[..., T], *args: Any, **kw
     except EscapedRequest:
         raise
     except (WeChatException, WeChatOAuthException, requests.RequestException) as error:
-        mapped = _error_for(error, api)
+        mapped = _error_for(error, api, kind=app.kind)
         if mapped.errcode not in NOT_AN_ISSUE:
             issue_record(app=app, api=api, errcode=mapped.errcode if mapped.errcode is not None else -1,
                          errmsg=mapped.errmsg)

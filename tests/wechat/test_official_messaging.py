@@ -210,3 +210,25 @@ def test_a_claimed_send_is_not_worked_twice_and_unreachable_wechat_is_retried(we
     MessageSend.objects.filter(pk=send.pk).update(next_attempt_at=timezone.now())
     assert messaging.send_execute(send_id=send.pk).status == SendStatus.SENT
     assert len(mp.sent_messages(wechat_sim, account.appid, "template")) == 2
+
+
+def test_a_template_send_whose_answer_never_came_is_not_sent_twice(wechat_sim, account, settings):
+    """WeChat did the work but the answer timed out: the outcome is unknown, so Siyu records that and never
+    repeats the message (a duplicate template message to a customer is worse than an unknown)."""
+    settings.SIYU_WECHAT_RETRY_DELAYS = (0.01,)
+    openids = followers(wechat_sim, account, 2)
+    settings.SIYU_WECHAT_TIMEOUT = 0.3
+    wechat_sim.faults.add("latency", host=API, path="/cgi-bin/message/template/send", seconds=1.0)
+    send = messaging.template_send_request(app=account, actor=None, template_id="T1", data={"a": "b"},
+                                           openids=openids)
+    done = messaging.send_execute(send_id=send.pk)
+    states = recipients(done)
+    assert sorted(state for state, _ in states.values()) == [RecipientStatus.SENT, RecipientStatus.UNKNOWN]
+    assert done.status == SendStatus.PARTIAL
+    import time
+
+    time.sleep(1.0)  # let the slow request finish on the simulator's side
+    assert len(mp.sent_messages(wechat_sim, account.appid, "template")) == 2  # WeChat did deliver both
+    MessageSend.objects.filter(pk=send.pk).update(next_attempt_at=timezone.now())
+    assert messaging.send_execute(send_id=send.pk) is None  # nothing pending: never retried
+    assert len(mp.sent_messages(wechat_sim, account.appid, "template")) == 2

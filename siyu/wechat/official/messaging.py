@@ -216,6 +216,11 @@ def send_execute(*, send_id: int) -> MessageSend | None:
                 else:
                     wechat_call(app, "message.custom.send", client.message.send_text, openid, send.content["text"])
             except WeChatApiError as error:
+                if error.outcome_unknown:
+                    # WeChat may have delivered it: never send it twice; the operator sees it as unknown
+                    _mark([openid], send, status=RecipientStatus.UNKNOWN, errcode=None,
+                          errmsg="请求超时，微信可能已送达；为避免重复发送不再重试")
+                    continue
                 if _retry_later(error):
                     stopped = error
                     break
@@ -268,7 +273,7 @@ def _settle(send: MessageSend, stopped: WeChatApiError | None) -> MessageSend:
             send.last_error = f"{stopped.errcode or ''} {stopped.message_zh}".strip()[:512]
             send.save(update_fields=["status", "next_attempt_at", "last_error", "wechat_msg_id"])
             return send
-    if counts[RecipientStatus.SENT] and counts[RecipientStatus.FAILED]:
+    if counts[RecipientStatus.SENT] and (counts[RecipientStatus.FAILED] or counts[RecipientStatus.UNKNOWN]):
         send.status = SendStatus.PARTIAL
     elif counts[RecipientStatus.SENT]:
         send.status = SendStatus.SENT

@@ -159,6 +159,7 @@ class RecipientStatus(models.TextChoices):
     PENDING = "pending", _("待发送")
     SENT = "sent", _("已发送")
     FAILED = "failed", _("失败")
+    UNKNOWN = "unknown", _("结果未知")  # the request timed out: WeChat may have delivered it; never resent
 
 
 class MessageRecipient(models.Model):
