@@ -31,11 +31,12 @@ RANKS = {
     "customers": 1,
     "channels": 2,
     "wechat": 3,
-    "content": 4, "commerce": 4,
-    "engagement": 5,
-    "growth": 6,
-    "analytics": 7, "simulation": 7,
-    "console": 8,
+    "loyalty": 4,
+    "content": 5, "commerce": 5,
+    "engagement": 6,
+    "growth": 7,
+    "analytics": 8, "simulation": 8,
+    "console": 9,
 }
 
 

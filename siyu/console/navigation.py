@@ -66,12 +66,17 @@ NAVIGATION: tuple[NavGroup, ...] = (
         NavItem("wechat_apps", _("接入与接口健康"), "console:wechat_apps"),
     )),
     NavGroup(_("交易"), (
-        NavItem("orders", _("订单")),
-        NavItem("coupons", _("优惠券")),
+        NavItem("products", _("商品"), "console:commerce_products"),
+        NavItem("inventory", _("库存"), "console:commerce_inventory"),
+        NavItem("storefront", _("店铺装修"), "console:commerce_storefront"),
+        NavItem("promotions", _("营销活动"), "console:commerce_promotions"),
+        NavItem("coupons", _("优惠券"), "console:commerce_coupons"),
+        NavItem("orders", _("订单"), "console:commerce_orders"),
+        NavItem("aftersales", _("售后与投诉"), "console:commerce_aftersales"),
     )),
     NavGroup(_("增长"), (
         NavItem("referral", _("老带新裂变")),
-        NavItem("points", _("积分与会员")),
+        NavItem("points", _("积分与会员"), "console:loyalty_members"),
     )),
     NavGroup(_("数据分析"), (
         NavItem("funnels", _("漏斗与留存")),

@@ -22,4 +22,5 @@ urlpatterns = [
     path("tags/new/", tag_views.tag_create, name="tag_create"),
     path("tags/bulk/", tag_views.tags_bulk_apply, name="tags_bulk_apply"),
     path("wechat/", include("siyu.console.wechat.urls")),
+    path("commerce/", include("siyu.console.commerce.urls")),
 ]

@@ -1,0 +1,1 @@
+"""Console pages of the transaction layer, one module per area."""

@@ -1,0 +1,3 @@
+"""Console pages for 商品与库存; included by siyu.console.commerce.urls."""
+
+urlpatterns: list = []

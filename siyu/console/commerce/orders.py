@@ -1,0 +1,3 @@
+"""Console pages for 订单与售后; included by siyu.console.commerce.urls."""
+
+urlpatterns: list = []
