@@ -1,0 +1,133 @@
+"""The WeChat console pages in English: every built navigation item under /wechat/ renders, and its navigation
+and headings carry no Chinese left untranslated (data from the database, e.g. member names, may stay Chinese)."""
+
+from __future__ import annotations
+
+import html
+import re
+from html.parser import HTMLParser
+
+import pytest
+from django.urls import reverse
+
+from siyu.console.navigation import NAVIGATION
+from siyu.wechat.work.contact_ways import contact_way_save
+from siyu.wechat.work.models import Staff
+from tests.wechat import conftest as wechat_conftest
+from tests.wechat import work_fixtures
+
+wechat_sim, wechat_app_factory, work_app = (wechat_conftest.wechat_sim, wechat_conftest.wechat_app_factory,
+                                            wechat_conftest.work_app)
+corp, staff, immediate_tasks = work_fixtures.corp, work_fixtures.staff, work_fixtures.immediate_tasks
+
+CJK = re.compile(r"[\u3000-\u303f\u3400-\u9fff\uff00-\uffef]")
+CHECKED = {"nav", "h1", "h2", "h3", "th", "legend", "summary", "button", "label"}  # page furniture, not data
+SKIPPED = {"option", "select", "textarea", "code", "script", "style"}  # values typed in or read from the database
+
+
+class Furniture(HTMLParser):
+    """Collects the text of navigation, headings, table headers, buttons and form labels."""
+
+    def __init__(self):
+        super().__init__()
+        self.stack: list[tuple[str, bool]] = []  # (tag, is a language switch or data chip)
+        self.texts: list[tuple[str, str]] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag in {"input", "br", "img", "meta", "link", "hr"}:
+            return
+        classes = (dict(attrs).get("class") or "").split()
+        skip = tag in SKIPPED or "lang-switch" in classes or "mono" in classes
+        self.stack.append((tag, skip))
+
+    def handle_endtag(self, tag):
+        for index in range(len(self.stack) - 1, -1, -1):
+            if self.stack[index][0] == tag:
+                del self.stack[index:]
+                break
+
+    def handle_data(self, data):
+        if not data.strip() or any(skip for _tag, skip in self.stack):
+            return
+        for tag, _skip in reversed(self.stack):
+            if tag in CHECKED:
+                self.texts.append((tag, data.strip()))
+                return
+
+
+def wechat_nav_urls() -> list[str]:
+    urls = [item.url for group in NAVIGATION for item in group.items if item.built]
+    return [url for url in urls if url.startswith("/wechat/")]
+
+
+@pytest.fixture
+def english_admin(clients):
+    client = clients["admin"]
+    response = client.post(reverse("set_language"), {"language": "en", "next": "/"})
+    assert response.status_code == 302
+    return client
+
+
+@pytest.fixture
+def connected(workspace, wechat_app_factory, corp, staff):
+    """Every kind of WeChat account connected, a 「联系我」 code with a member, so the pages show their sections."""
+    apps = {kind: wechat_app_factory(kind, name=f"Brand {kind}") for kind in ("official", "miniapp", "pay")}
+    contact_way_save(workspace=workspace, app=corp, name="小红书笔记", channel="xiaohongshu",
+                     members=[(staff["zhangsan"].pk, 5)], welcome_text="你好")
+    return apps
+
+
+def test_navigation_lists_the_wechat_pages():
+    urls = wechat_nav_urls()
+    for name in ("wechat_qrcodes", "wechat_contact_ways", "wechat_official", "wechat_work", "wechat_consumer",
+                 "wechat_pay", "wechat_apps"):
+        assert reverse(f"console:{name}") in urls
+
+
+def test_wechat_pages_in_english(english_admin, connected):
+    member_names = set(Staff.objects.values_list("name", flat=True))  # data: the checkbox labels name members
+    assert member_names
+    untranslated = {}
+    for url in wechat_nav_urls():
+        response = english_admin.get(url)
+        assert response.status_code == 200, url
+        body = response.content.decode()
+        assert '<html lang="en">' in body, url
+        parser = Furniture()
+        parser.feed(body)
+        assert any(tag == "h1" for tag, _text in parser.texts), url
+        assert any(tag == "nav" for tag, _text in parser.texts), url
+        left = [f"<{tag}> {text}" for tag, text in parser.texts if CJK.search(text) and text not in member_names]
+        if left:
+            untranslated[url] = left
+    assert untranslated == {}
+
+
+def test_wechat_pages_in_english_with_nothing_connected(english_admin):
+    """The empty states (no account yet) are translated too."""
+    for url in wechat_nav_urls():
+        response = english_admin.get(url)
+        assert response.status_code == 200, url
+        parser = Furniture()
+        parser.feed(response.content.decode())
+        assert [text for _tag, text in parser.texts if CJK.search(text)] == [], url
+
+
+def test_a_few_english_sentences(english_admin, connected):
+    pages = {name: html.unescape(english_admin.get(reverse(f"console:{name}")).content.decode())
+             for name in ("wechat_apps", "wechat_official", "wechat_work", "wechat_pay", "wechat_contact_ways")}
+    assert "Accounts & API health" in pages["wechat_apps"] and "Connected accounts" in pages["wechat_apps"]
+    assert "Keyword auto-replies" in pages["wechat_official"] and "Custom menu" in pages["wechat_official"]
+    assert "Mass-send tasks" in pages["wechat_work"] and "Departed members' handover" in pages["wechat_work"]
+    assert "Notification inbox" in pages["wechat_pay"] and "Amount refunded (yuan)" in pages["wechat_pay"]
+    assert "Channel QR codes · WeCom Contact Me" in pages["wechat_contact_ways"]
+    assert "小红书笔记" in pages["wechat_contact_ways"]  # data stays as entered
+    assert "Message encryption mode: " in pages["wechat_apps"] and "：" not in pages["wechat_apps"].split("<main")[1]
+    official = connected["official"]
+    form = html.unescape(english_admin.get(reverse("console:wechat_app_edit", args=[official.pk])).content.decode())
+    assert "Edit Official Account: Brand official" in form and "Back to accounts" in form
+
+
+def test_chinese_stays_the_default(clients, connected):
+    body = clients["admin"].get(reverse("console:wechat_work")).content.decode()
+    assert "群发任务" in body and "Mass-send tasks" not in body
