@@ -588,12 +588,21 @@ def control_platform(sim: Simulator, request: SimRequest) -> SimResponse:
 
 @route("POST", SIM, "/pay/pay")
 def control_pay(sim: Simulator, request: SimRequest) -> SimResponse:
-    """A simulated consumer pays: {"user": "<sim user key>", "prepay_id": "..."}."""
+    """A simulated consumer pays: {"user": "<sim user key>", "prepay_id": "..."}, or {"openid": "...",
+    "prepay_id": "..."} naming the payer as the merchant's side knows them (a simulated H5 cashier)."""
     payload = _control_json(request)
-    if not payload.get("user") or not payload.get("prepay_id"):
-        raise SimError(40097, "user and prepay_id are required", status=400)
+    if not (payload.get("user") or payload.get("openid")) or not payload.get("prepay_id"):
+        raise SimError(40097, "user (or openid) and prepay_id are required", status=400)
     with sim.lock:
-        user = sim.state.user(str(payload["user"]))
+        if payload.get("user"):
+            user = sim.state.user(str(payload["user"]))
+        else:
+            state = pay_state(sim)
+            key = state.prepay.get(str(payload["prepay_id"]))
+            order = state.orders.get(key) if key else None
+            user = sim.state.user_by_openid(order.appid, str(payload["openid"])) if order else None
+            if user is None:
+                raise SimError(403, "openid 不是本次支付的用户", status=403)
     return SimResponse.json(asdict(pay(sim, user, str(payload["prepay_id"]))))
 
 
