@@ -335,8 +335,10 @@ def tags_bulk_add(*, workspace: Workspace, tag: Tag, customer_ids: Iterable[int]
                   source: str = "bulk") -> int:
     """Tag many customers at once (a filtered list of 100k is fine); returns how many were newly tagged.
 
-    Set-based: PostgreSQL gets the ids as one array parameter (``= ANY(%s)``), SQLite one prepared
-    statement executed per id (``executemany``); no model instance is built per customer."""
+    Set-based: PostgreSQL gets the ids as one array parameter, joined as ``unnest(%s::bigint[])`` (a
+    hash or index join; ``= ANY(%s)`` made PostgreSQL search the 100k-element array linearly for every
+    tagged row: 38 s to untag 100k), SQLite one prepared statement executed per id (``executemany``); no
+    model instance is built per customer."""
     tag = _tag_in(workspace, tag)
     _refuse_manual_on_rule(tag)
     ids = _clean_ids(customer_ids)
@@ -346,9 +348,9 @@ def tags_bulk_add(*, workspace: Workspace, tag: Tag, customer_ids: Iterable[int]
     displaced = 0
     if tag.group.exclusive:
         displaced = _bulk_write(
-            pg_sql="DELETE FROM customers_customertag AS ct USING customers_tag AS t WHERE t.id = ct.tag_id "
-                   "AND t.group_id = %s AND ct.tag_id <> %s AND ct.customer_id = ANY(%s)",
-            pg_params=[tag.group_id, tag.pk, ids],
+            pg_sql="DELETE FROM customers_customertag AS ct USING customers_tag AS t, unnest(%s::bigint[]) AS v(id) "
+                   "WHERE ct.customer_id = v.id AND t.id = ct.tag_id AND t.group_id = %s AND ct.tag_id <> %s",
+            pg_params=[ids, tag.group_id, tag.pk],
             sqlite_sql="DELETE FROM customers_customertag WHERE customer_id = %s AND tag_id <> %s "
                        "AND tag_id IN (SELECT id FROM customers_tag WHERE group_id = %s)",
             sqlite_rows=((pk, tag.pk, tag.group_id) for pk in ids))
@@ -357,9 +359,9 @@ def tags_bulk_add(*, workspace: Workspace, tag: Tag, customer_ids: Iterable[int]
     # "WHERE … AND 1 = 1" keeps SQLite from reading ON CONFLICT as a join constraint.
     added = _bulk_write(
         pg_sql="INSERT INTO customers_customertag (workspace_id, customer_id, tag_id, source, added_by_id, added_at) "
-               "SELECT %s, c.id, %s, %s, %s, %s FROM customers_customer AS c WHERE c.workspace_id = %s "
-               "AND c.status = %s AND c.id = ANY(%s) ORDER BY c.id ON CONFLICT DO NOTHING",
-        pg_params=[workspace.pk, tag.pk, source, added_by_id, now, workspace.pk, CustomerStatus.ACTIVE, ids],
+               "SELECT %s, c.id, %s, %s, %s, %s FROM unnest(%s::bigint[]) AS v(id) JOIN customers_customer AS c "
+               "ON c.id = v.id WHERE c.workspace_id = %s AND c.status = %s ORDER BY c.id ON CONFLICT DO NOTHING",
+        pg_params=[workspace.pk, tag.pk, source, added_by_id, now, ids, workspace.pk, CustomerStatus.ACTIVE],
         sqlite_sql="INSERT INTO customers_customertag (workspace_id, customer_id, tag_id, source, added_by_id, "
                    "added_at) SELECT workspace_id, id, %s, %s, %s, %s FROM customers_customer WHERE id = %s "
                    "AND workspace_id = %s AND status = %s AND 1 = 1 ON CONFLICT DO NOTHING",
@@ -377,8 +379,9 @@ def tags_bulk_remove(*, workspace: Workspace, tag: Tag, customer_ids: Iterable[i
     ids = _clean_ids(customer_ids)
     _require_live(workspace, ids)
     removed = _bulk_write(
-        pg_sql="DELETE FROM customers_customertag WHERE tag_id = %s AND customer_id = ANY(%s)",
-        pg_params=[tag.pk, ids],
+        pg_sql="DELETE FROM customers_customertag AS ct USING unnest(%s::bigint[]) AS v(id) "
+               "WHERE ct.customer_id = v.id AND ct.tag_id = %s",
+        pg_params=[ids, tag.pk],
         sqlite_sql="DELETE FROM customers_customertag WHERE tag_id = %s AND customer_id = %s",
         sqlite_rows=((tag.pk, pk) for pk in ids))
     audit_record(workspace=workspace, actor=actor, action="tag.bulk_remove", target_type="tag", target_id=tag.pk,
