@@ -128,6 +128,15 @@ def test_a_few_english_sentences(english_admin, connected):
     assert "Edit Official Account: Brand official" in form and "Back to accounts" in form
 
 
+def test_messages_after_an_action_in_english(english_admin, connected):
+    official = connected["official"]
+    response = english_admin.post(reverse("console:wechat_official_settings"), {
+        "app": official.appid, "account_type": "service", "welcome_reply": "欢迎", "default_reply": ""}, follow=True)
+    body = html.unescape(response.content.decode())
+    assert response.status_code == 200 and "Official Account settings saved" in body
+    assert "Welcome message on follow" in body
+
+
 def test_chinese_stays_the_default(clients, connected):
     body = clients["admin"].get(reverse("console:wechat_work")).content.decode()
     assert "群发任务" in body and "Mass-send tasks" not in body
