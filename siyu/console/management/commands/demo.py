@@ -332,7 +332,8 @@ def payment_intent_demo(workspace: Workspace, apps: dict[str, WeChatApp], rng: r
                    .order_by("-last_seen_at").values_list("value", flat=True)[:50])
     if not openids:
         return None
-    busy = set(PaymentIntent.objects.filter(status="created").values_list("payer_openid", flat=True)[:500])
+    busy = set(PaymentIntent.objects.filter(workspace=workspace, status="created")
+               .values_list("payer_openid", flat=True)[:500])
     candidates = [openid for openid in openids if openid not in busy] or openids
     product, amount = rng.choice(DEMO_PRODUCTS)
     out_trade_no = "DEMO" + timezone.now().strftime("%y%m%d%H%M%S") + f"{rng.randrange(10**6):06d}"
@@ -504,7 +505,7 @@ class Command(BaseCommand):
                 subprocess.Popen([python, "-m", "gunicorn", "siyu.wsgi:application",  # noqa: S603
                                   "--bind", f"127.0.0.1:{port}", "--workers", "3", "--access-logfile", "-"], env=env),
             ]
-            if not _wait_for(url, seconds=60, alive=lambda: all(child.poll() is None for child in children)):
+            if not _wait_for(url, seconds=180, alive=lambda: all(child.poll() is None for child in children)):
                 raise RuntimeError("the console did not start")
             groups = wechat_groups(apps, sim_url=sim_url)  # Siyu hears of new groups by callback: it is up now
             if groups:
