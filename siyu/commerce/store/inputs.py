@@ -20,10 +20,10 @@ _PHONE = re.compile(r"1[3-9]\d{9}")
 ADDRESS_FIELDS = {  # name -> (label zh, label en, max length)
     "name": ("收货人", "recipient", 32),
     "phone": ("手机号", "phone", 11),
-    "province": ("省份", "province", 32),
-    "city": ("城市", "city", 32),
-    "district": ("区县", "district", 32),
-    "detail": ("详细地址", "street address", 200),
+    "province": ("省份", "province", 16),
+    "city": ("城市", "city", 16),
+    "district": ("区县", "district", 16),
+    "detail": ("详细地址", "street address", 120),
 }
 
 
