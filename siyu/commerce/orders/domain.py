@@ -18,8 +18,9 @@ Refund rules (what goes back to the customer, and when):
   exactly once per reservation; a refund of money alone (refund_only after delivery) returns no stock.
 - Points spent on the order: returned exactly once, when the order is cancelled before payment or when its
   money is refunded in full. A partial refund keeps them spent (the points bought part of what is kept).
-- Coupons: an unpaid order's locked coupons are released exactly once when it is cancelled; a coupon
-  consumed by a paid order is not given back by a refund.
+- Coupons: given back exactly once when the order is cancelled — unpaid (released from their lock) or paid
+  and refunded in full before anything shipped. A partial refund, or a refund after shipping, keeps them
+  used (the goods kept were bought with them).
 """
 
 from __future__ import annotations
