@@ -1,0 +1,83 @@
+"""Loyalty's background work and domain-event subscriptions (thin wrappers over services).
+
+OrderPaid / OrderRefunded are applied right after the order's transaction commits (small, idempotent work);
+if that fails the same call is queued as a retried Huey task, so a passing database hiccup loses nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from huey import crontab
+from huey.contrib.djhuey import db_periodic_task, db_task
+
+from siyu.core.domain_events import subscribe
+from siyu.core.models import Workspace
+from siyu.loyalty.points import points_expire_due
+from siyu.loyalty.services import ORDER_PAID, ORDER_REFUNDED, order_paid_apply, order_refunded_apply
+from siyu.loyalty.tiers import tiers_reevaluate
+
+logger = logging.getLogger(__name__)
+
+
+def _when(text: str | None) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text) if text else None
+    except (TypeError, ValueError):
+        return None
+
+
+@db_task(retries=5, retry_delay=30)
+def order_paid_task(workspace_id: int, order_id: int, customer_id: int | None, paid_fen: int,
+                    paid_at: str | None = None) -> dict:
+    return order_paid_apply(workspace_id=workspace_id, order_id=order_id, customer_id=customer_id,
+                            paid_fen=paid_fen, paid_at=_when(paid_at))
+
+
+@db_task(retries=5, retry_delay=30)
+def order_refunded_task(workspace_id: int, order_id: int, customer_id: int | None, amount_fen: int,
+                        refunded_fen: int | None, out_refund_no: str) -> dict:
+    return order_refunded_apply(workspace_id=workspace_id, order_id=order_id, customer_id=customer_id,
+                                amount_fen=amount_fen, refunded_fen=refunded_fen, out_refund_no=out_refund_no)
+
+
+def on_order_paid(*, workspace_id, order_id, customer_id=None, paid_fen=0, paid_at=None, **_):
+    try:
+        order_paid_apply(workspace_id=workspace_id, order_id=order_id, customer_id=customer_id, paid_fen=paid_fen,
+                         paid_at=_when(paid_at))
+    except Exception:
+        logger.exception("loyalty: OrderPaid %s failed, queued for retry", order_id)
+        order_paid_task(workspace_id, order_id, customer_id, paid_fen, paid_at)
+
+
+def on_order_refunded(*, workspace_id, order_id, customer_id=None, amount_fen=0, refunded_fen=None,
+                      out_refund_no="", **_):
+    try:
+        order_refunded_apply(workspace_id=workspace_id, order_id=order_id, customer_id=customer_id,
+                             amount_fen=amount_fen, refunded_fen=refunded_fen, out_refund_no=out_refund_no)
+    except Exception:
+        logger.exception("loyalty: OrderRefunded %s failed, queued for retry", order_id)
+        order_refunded_task(workspace_id, order_id, customer_id, amount_fen, refunded_fen, out_refund_no)
+
+
+# 16:05 UTC is 00:05 in Asia/Shanghai: points earned in year Y expire as year Y+1 ends there.
+@db_periodic_task(crontab(hour="16", minute="5"))
+def points_expire_daily() -> int:
+    expired = points_expire_due()
+    logger.info("loyalty: %s points expired", expired)
+    return expired
+
+
+# 19:45 UTC is 03:45 in Asia/Shanghai: upgrades and downgrades as the growth window slides.
+@db_periodic_task(crontab(hour="19", minute="45"))
+def tiers_reevaluate_daily() -> int:
+    count = 0
+    for workspace in Workspace.objects.order_by("pk").iterator():
+        summary = tiers_reevaluate(workspace=workspace)
+        count += summary["up"] + summary["down"]
+    return count
+
+
+subscribe(ORDER_PAID, on_order_paid)
+subscribe(ORDER_REFUNDED, on_order_refunded)
