@@ -84,10 +84,11 @@ def test_navigation_lists_the_wechat_pages():
         assert reverse(f"console:{name}") in urls
 
 
-def test_wechat_pages_in_english(english_admin, connected):
+def test_wechat_pages_in_english(english_admin, clients, connected):
+    """One set-up (simulator, four accounts, a corp with members) for every check that needs accounts."""
     member_names = set(Staff.objects.values_list("name", flat=True))  # data: the checkbox labels name members
     assert member_names
-    untranslated = {}
+    untranslated, pages = {}, {}
     for url in wechat_nav_urls():
         response = english_admin.get(url)
         assert response.status_code == 200, url
@@ -100,7 +101,33 @@ def test_wechat_pages_in_english(english_admin, connected):
         left = [f"<{tag}> {text}" for tag, text in parser.texts if CJK.search(text) and text not in member_names]
         if left:
             untranslated[url] = left
+        pages[url] = html.unescape(body)
     assert untranslated == {}
+
+    # a few sentences, read as a visitor would
+    apps, official = pages[reverse("console:wechat_apps")], pages[reverse("console:wechat_official")]
+    work, pay = pages[reverse("console:wechat_work")], pages[reverse("console:wechat_pay")]
+    ways = pages[reverse("console:wechat_contact_ways")]
+    assert "Accounts & API health" in apps and "Connected accounts" in apps
+    assert "Message encryption mode: " in apps and "：" not in apps.split("<main")[1]
+    assert "Keyword auto-replies" in official and "Custom menu" in official
+    assert "Mass-send tasks" in work and "Departed members' handover" in work
+    assert "Notification inbox" in pay and "Amount refunded (yuan)" in pay
+    assert "Channel QR codes · WeCom Contact Me" in ways
+    assert "小红书笔记" in ways  # data stays as entered
+    account = connected["official"]
+    form = html.unescape(english_admin.get(reverse("console:wechat_app_edit", args=[account.pk])).content.decode())
+    assert "Edit Official Account: Brand official" in form and "Back to accounts" in form
+
+    # a flash message after an action
+    response = english_admin.post(reverse("console:wechat_official_settings"), {
+        "app": account.appid, "account_type": "service", "welcome_reply": "欢迎", "default_reply": ""}, follow=True)
+    body = html.unescape(response.content.decode())
+    assert response.status_code == 200 and "Official Account settings saved" in body
+
+    # without the language cookie the console stays Chinese
+    chinese = clients["operator"].get(reverse("console:wechat_work")).content.decode()
+    assert "群发任务" in chinese and "Mass-send tasks" not in chinese
 
 
 def test_wechat_pages_in_english_with_nothing_connected(english_admin):
@@ -111,32 +138,3 @@ def test_wechat_pages_in_english_with_nothing_connected(english_admin):
         parser = Furniture()
         parser.feed(response.content.decode())
         assert [text for _tag, text in parser.texts if CJK.search(text)] == [], url
-
-
-def test_a_few_english_sentences(english_admin, connected):
-    pages = {name: html.unescape(english_admin.get(reverse(f"console:{name}")).content.decode())
-             for name in ("wechat_apps", "wechat_official", "wechat_work", "wechat_pay", "wechat_contact_ways")}
-    assert "Accounts & API health" in pages["wechat_apps"] and "Connected accounts" in pages["wechat_apps"]
-    assert "Keyword auto-replies" in pages["wechat_official"] and "Custom menu" in pages["wechat_official"]
-    assert "Mass-send tasks" in pages["wechat_work"] and "Departed members' handover" in pages["wechat_work"]
-    assert "Notification inbox" in pages["wechat_pay"] and "Amount refunded (yuan)" in pages["wechat_pay"]
-    assert "Channel QR codes · WeCom Contact Me" in pages["wechat_contact_ways"]
-    assert "小红书笔记" in pages["wechat_contact_ways"]  # data stays as entered
-    assert "Message encryption mode: " in pages["wechat_apps"] and "：" not in pages["wechat_apps"].split("<main")[1]
-    official = connected["official"]
-    form = html.unescape(english_admin.get(reverse("console:wechat_app_edit", args=[official.pk])).content.decode())
-    assert "Edit Official Account: Brand official" in form and "Back to accounts" in form
-
-
-def test_messages_after_an_action_in_english(english_admin, connected):
-    official = connected["official"]
-    response = english_admin.post(reverse("console:wechat_official_settings"), {
-        "app": official.appid, "account_type": "service", "welcome_reply": "欢迎", "default_reply": ""}, follow=True)
-    body = html.unescape(response.content.decode())
-    assert response.status_code == 200 and "Official Account settings saved" in body
-    assert "Welcome message on follow" in body
-
-
-def test_chinese_stays_the_default(clients, connected):
-    body = clients["admin"].get(reverse("console:wechat_work")).content.decode()
-    assert "群发任务" in body and "Mass-send tasks" not in body
