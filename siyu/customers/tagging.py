@@ -356,16 +356,16 @@ def tags_bulk_add(*, workspace: Workspace, tag: Tag, customer_ids: Iterable[int]
             sqlite_rows=((pk, tag.pk, tag.group_id) for pk in ids))
     now = timezone.now()
     added_at = connection.ops.adapt_datetimefield_value(now)
-    # "WHERE … AND 1 = 1" keeps SQLite from reading ON CONFLICT as a join constraint.
     added = _bulk_write(
         pg_sql="INSERT INTO customers_customertag (workspace_id, customer_id, tag_id, source, added_by_id, added_at) "
                "SELECT %s, c.id, %s, %s, %s, %s FROM unnest(%s::bigint[]) AS v(id) JOIN customers_customer AS c "
                "ON c.id = v.id WHERE c.workspace_id = %s AND c.status = %s ORDER BY c.id ON CONFLICT DO NOTHING",
         pg_params=[workspace.pk, tag.pk, source, added_by_id, now, ids, workspace.pk, CustomerStatus.ACTIVE],
+        # SQLite: the transaction began IMMEDIATE (settings), so no writer can merge a customer between the
+        # _require_live check above and this insert: the ids are inserted as they are.
         sqlite_sql="INSERT INTO customers_customertag (workspace_id, customer_id, tag_id, source, added_by_id, "
-                   "added_at) SELECT workspace_id, id, %s, %s, %s, %s FROM customers_customer WHERE id = %s "
-                   "AND workspace_id = %s AND status = %s AND 1 = 1 ON CONFLICT DO NOTHING",
-        sqlite_rows=((tag.pk, source, added_by_id, added_at, pk, workspace.pk, CustomerStatus.ACTIVE) for pk in ids))
+                   "added_at) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+        sqlite_rows=((workspace.pk, pk, tag.pk, source, added_by_id, added_at) for pk in ids))
     audit_record(workspace=workspace, actor=actor, action="tag.bulk_add", target_type="tag", target_id=tag.pk,
                  requested=len(ids), added=added, displaced_in_group=displaced)
     return added

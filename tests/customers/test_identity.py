@@ -73,3 +73,22 @@ def test_observing_a_known_identity_again_moves_its_last_seen_forward(workspace,
     assert rows["oS"].last_seen_at == recent and rows["oS"].first_seen_at == recent - timedelta(hours=2)
     assert rows["US"].last_seen_at == recent - timedelta(hours=2)
     assert rows["oM"].first_seen_at == rows["oM"].last_seen_at == recent
+
+
+def test_a_new_customer_takes_the_observations_profile(workspace, recent):
+    from siyu.core.crypto import encrypt_text, name_hash
+
+    profile = {"name_enc": encrypt_text("王小明"), "name_hash": name_hash("王小明"), "city": "上海"}
+    first, second = identities_resolve(workspace=workspace, observations=[
+        Observation([("openid", "mp", "oP1")], recent, "xiaohongshu", profile=profile),
+        Observation([("openid", "mp", "oP2")], recent - timedelta(hours=1), last_seen_at=recent + timedelta(hours=1)),
+    ])
+    customer = Customer.objects.get(pk=first.customer_id)
+    assert (customer.name, customer.name_hash, customer.city, customer.first_channel) == (
+        "王小明", name_hash("王小明"), "上海", "xiaohongshu")
+    assert customer.first_seen_at == customer.last_seen_at == recent
+    other = Customer.objects.get(pk=second.customer_id)
+    assert other.name is None and other.name_hash == "" and other.status == "active" and other.attributes == {}
+    assert (other.first_seen_at, other.last_seen_at) == (recent - timedelta(hours=1), recent + timedelta(hours=1))
+    identity = Identity.objects.get(pk=second.identity_id)
+    assert (identity.first_seen_at, identity.last_seen_at) == (other.first_seen_at, other.last_seen_at)
