@@ -31,6 +31,7 @@ from siyu.commerce.orders import domain, events
 from siyu.commerce.orders.models import Order, OrderLine, OrderRefund, OrderSource
 from siyu.commerce.orders.transitions import move, note, order_locked
 from siyu.commerce.promotions import services as promotions
+from siyu.commerce.promotions.models import FlashSale
 from siyu.core import domain_events
 from siyu.core.crypto import encrypt_text
 from siyu.core.errors import SiyuError
@@ -132,6 +133,10 @@ def checkout(*, workspace: Workspace, customer: Customer, lines: list[tuple[int,
     if customer.workspace_id != workspace.pk or not customer.is_live:
         raise SiyuError("not_found", "客户不存在", "Customer not found", status=404)
 
+    if flash_sale_id is not None and FlashSale.objects.filter(
+            workspace=workspace, pk=flash_sale_id, stock_left=0).exists():
+        # Fast path for the crowd after a sale sells out (the conditional UPDATE in flash_reserve still decides).
+        raise SiyuError("flash_sold_out", "秒杀商品已抢光", "The flash sale is sold out", status=409)
     with transaction.atomic():
         quote = promotions.quote(workspace=workspace, customer=customer, lines=wanted, coupon_ids=coupons,
                                  points=points, flash_sale_id=flash_sale_id)
