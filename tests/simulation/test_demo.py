@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import io
 import json
+import random
 
 import pytest
 from django.contrib.auth import authenticate
 from django.core.management import call_command
 
 from siyu.channels.models import Channel
-from siyu.core.models import ApiKey, AuditLog, Membership
+from siyu.channels.services import channels_install_defaults
+from siyu.core.models import ApiKey, AuditLog, Membership, Workspace
 from siyu.core.services import api_key_authenticate
 from siyu.customers.models import Customer, Event
 from siyu.simulation.models import SimulationRun
@@ -80,3 +82,71 @@ def test_demo_sets_up_everything_once(tmp_path, settings):
     # a new simulator process: its codes were handed back, nothing created; only the new platform key saved
     assert "QR codes: 0 new, 5 restored" in again.getvalue() and "0 new, 3 restored" in again.getvalue()
     assert AuditLog.objects.filter(action__startswith="wechat_app").count() == audits + 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_demo_live_part_simulator_consumers_and_payments(tmp_path, settings, live_server):
+    """What ``siyu demo`` does once serving, with Siyu as a live HTTP server instead of gunicorn: a simulator
+    process gets the brand's accounts and codes, groups are created, the simulated consumers act over HTTP
+    (QR scans, mini-program logins, 联系我 adds …), and a payment intent Siyu creates is paid by one of them."""
+    from siyu.console.management.commands.demo import (
+        Command,
+        payment_intent_demo,
+        simulator_start,
+        wechat_groups,
+    )
+    from siyu.customers.models import Identity
+    from siyu.wechat.pay.models import PaymentIntent
+    from siyu.wechat.work.models import CustomerGroup
+    from siyu.wechat_sim.consumers import DEFAULT_WEIGHTS
+
+    settings.DATA_DIR = tmp_path
+    # demo code points this process at the simulator; the fixture puts both settings back afterwards
+    settings.SIYU_WECHAT_BASE_URL, settings.SIYU_PUBLIC_URL = "", live_server.url
+    workspace = Workspace.objects.create(slug="demo", name="花漾美妆 (演示)")  # the demo's data is not needed here
+    channels_install_defaults(workspace=workspace)
+    child, sim_url = simulator_start(port=0, siyu_url=live_server.url)
+    try:
+        command = Command(stdout=io.StringIO())
+        apps = command._wechat_setup(workspace, sim_url=sim_url, public_url=live_server.url)
+        assert "QR codes: 5 new" in command.stdout._out.getvalue()
+        assert wechat_groups(apps, sim_url=sim_url) == 2 and CustomerGroup.objects.count() == 2
+        assert wechat_groups(apps, sim_url=sim_url) == 0  # once
+        # The database is only read while the consumers are stopped (SQLite's shared in-memory test
+        # database locks tables between the live server's thread and this one).
+        crowd = consumers_until(sim_url, {"per_minute": 3000, "seed": 3}, "scan", "miniapp", "add_staff")
+        assert Identity.objects.filter(namespace=apps["miniapp"].appid).exists()
+        out_trade_no = payment_intent_demo(workspace, apps, random.Random(1))
+        only_paying = {name: 0 for name in DEFAULT_WEIGHTS} | {"pay": 1}
+        summary = consumers_until(sim_url, {"per_minute": 3000, "seed": 4, "weights": only_paying}, "pay")
+        assert PaymentIntent.objects.get(out_trade_no=out_trade_no).status == "paid"
+    finally:
+        child.terminate()
+        child.wait(timeout=10)
+    assert not crowd["failures"] and not summary["failures"], (crowd, summary)
+    customers = {kind: set(Identity.objects.filter(namespace=apps[kind].appid).values_list("customer", flat=True))
+                 for kind in ("official", "miniapp", "work")}
+    assert all(customers.values())  # people reached the 公众号, the mini-program and WeCom staff
+    for kind, event_type in (("official", "subscribe"), ("miniapp", "mini_program_login"), ("work", "wecom_add")):
+        assert Event.objects.filter(type=event_type, identity__customer__in=customers[kind]).exists()
+    assert Event.objects.filter(workspace=workspace, type="payment_succeeded").count() == 1
+
+
+def consumers_until(sim_url: str, start: dict, *actions: str, seconds: float = 90) -> dict:
+    """Run the simulated consumers until each of ``actions`` succeeded once; returns their summary, stopped."""
+    import time
+
+    from siyu.console.management.commands.demo import sim_call
+
+    sim_call(sim_url, "POST", "/consumers/start", start)
+    deadline = time.monotonic() + seconds
+    try:
+        while True:
+            now = sim_call(sim_url, "GET", "/consumers")
+            if all(now["counts"].get(action, 0) > now["failures"].get(action, 0) for action in actions):
+                break
+            assert time.monotonic() < deadline, sim_call(sim_url, "GET", "/consumers")
+            time.sleep(0.2)
+    finally:
+        summary = sim_call(sim_url, "POST", "/consumers/stop")
+    return summary
