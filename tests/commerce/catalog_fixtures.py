@@ -25,13 +25,14 @@ def make_product(workspace, *, title: str | None = None, stock: int = 10, price_
                  tags: list[str] | None = None) -> tuple[Product, list[Sku]]:
     """A product with one SKU per entry of ``specs`` (default 红/M and 蓝/M), each with ``stock`` units
     counted in through the inventory ledger (so ledger totals hold)."""
+    specs = specs if specs is not None else [{"颜色": "红", "尺码": "M"}, {"颜色": "蓝", "尺码": "M"}]
     product = Product.objects.create(
         workspace=workspace, title=title or f"测试商品{next(_counter)}", category=category,
         status=ProductStatus.ON_SHELF if on_shelf else ProductStatus.OFF_SHELF, tags=tags or [],
-        tags_text="".join(f"|{tag}" for tag in tags or []) + ("|" if tags else ""))
+        tags_text="".join(f"|{tag}" for tag in tags or []) + ("|" if tags else ""),
+        spec_names=list(specs[0]) if specs else [])
     skus = []
-    for index, spec in enumerate(specs if specs is not None else [{"颜色": "红", "尺码": "M"},
-                                                                    {"颜色": "蓝", "尺码": "M"}]):
+    for index, spec in enumerate(specs):
         sku = Sku.objects.create(workspace=workspace, product=product, specs=spec, specs_key=specs_canonical(spec),
                                  price_fen=price_fen, list_price_fen=price_fen + 2000, sort=index,
                                  member_prices=member_prices or {}, low_stock_threshold=low_stock_threshold)

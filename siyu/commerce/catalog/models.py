@@ -55,6 +55,8 @@ class Product(models.Model):
     tags = models.JSONField(_("标签"), default=list, blank=True)
     # "|tag1|tag2|": substring search over tags on SQLite and PostgreSQL alike.
     tags_text = models.CharField(max_length=600, blank=True, default="")
+    # Spec names in the operator's order ("颜色" before "尺码"): PostgreSQL's jsonb does not keep key order.
+    spec_names = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -137,7 +139,12 @@ class Sku(models.Model):
 
     @property
     def specs_label(self) -> str:
-        return " / ".join(f"{key}:{value}" for key, value in (self.specs or {}).items())
+        specs = self.specs or {}
+        # The product's order when it is at hand (select_related): jsonb keeps no key order.
+        order = [name for name in (self.product.spec_names or []) if name in specs] \
+            if "product" in self._state.fields_cache else []
+        names = order + [name for name in specs if name not in order]
+        return " / ".join(f"{name}:{specs[name]}" for name in names)
 
 
 class ReservationState(models.TextChoices):

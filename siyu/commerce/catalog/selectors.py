@@ -107,15 +107,7 @@ def product_detail(*, workspace, product_id: int, include_off_shelf: bool = Fals
     skus = list(product.skus.filter(active=True).order_by("sort", "id"))
     if not skus and not include_off_shelf:
         raise SiyuError("product_not_found", "商品不存在或已下架", "Product not found or not for sale", status=404)
-    spec_names: list[str] = []
-    spec_values: dict[str, list[str]] = {}
-    for sku in skus:
-        for name, value in (sku.specs or {}).items():
-            if name not in spec_values:
-                spec_names.append(name)
-                spec_values[name] = []
-            if value not in spec_values[name]:
-                spec_values[name].append(value)
+    spec_names, spec_values = spec_options_of(product, skus)
     return {
         "id": product.pk,
         "title": product.title,
@@ -132,6 +124,20 @@ def product_detail(*, workspace, product_id: int, include_off_shelf: bool = Fals
         "price_fen": min((sku.price_fen for sku in skus), default=0),
         "sold_out": all(sku.available <= 0 for sku in skus),
     }
+
+
+def spec_options_of(product: Product, skus: list[Sku]) -> tuple[list[str], dict[str, list[str]]]:
+    """Spec names (in the product's order) and each name's values (in SKU order) across ``skus``."""
+    spec_names: list[str] = [name for name in (product.spec_names or []) if isinstance(name, str)]
+    spec_values: dict[str, list[str]] = {name: [] for name in spec_names}
+    for sku in skus:
+        for name, value in (sku.specs or {}).items():
+            if name not in spec_values:
+                spec_names.append(name)
+                spec_values[name] = []
+            if value not in spec_values[name]:
+                spec_values[name].append(value)
+    return [name for name in spec_names if spec_values[name]], spec_values
 
 
 def storefront_home(*, workspace) -> dict[str, Any]:

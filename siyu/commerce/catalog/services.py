@@ -162,7 +162,7 @@ def product_save(*, workspace, product: Product | None = None, title: str, subti
         raise SiyuError("duplicate_sku_code", "SKU 编码重复", "Two SKUs have the same code", status=409)
     fields = {"title": title, "subtitle": subtitle, "category": category, "sort": sort, "tags": tags,
               "tags_text": "".join(f"|{tag}" for tag in tags) + ("|" if tags else ""),
-              "description_html": sanitize_html(description_html)}
+              "description_html": sanitize_html(description_html), "spec_names": list(rows[0]["specs"])}
     try:
         with transaction.atomic():
             if product is None:

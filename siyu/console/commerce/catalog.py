@@ -181,15 +181,7 @@ def _matrix_rows(product: Product | None, options_text: str, post=None) -> list[
 def _options_text_of(product: Product | None) -> str:
     if product is None:
         return ""
-    names: list[str] = []
-    values: dict[str, list[str]] = {}
-    for sku in product.skus.filter(active=True).order_by("sort", "id"):
-        for name, value in (sku.specs or {}).items():
-            values.setdefault(name, [])
-            if name not in names:
-                names.append(name)
-            if value not in values[name]:
-                values[name].append(value)
+    names, values = selectors.spec_options_of(product, list(product.skus.filter(active=True).order_by("sort", "id")))
     return "\n".join(f"{name}: {', '.join(values[name])}" for name in names)
 
 
