@@ -64,6 +64,7 @@ def _mount_routers() -> None:
     from siyu.customers.api import router as customers_router
 
     api.add_router("/v1", customers_router)
+    api.add_router("/mini/v1", "siyu.commerce.store.api.router")
 
 
 _mount_routers()

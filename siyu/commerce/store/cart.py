@@ -116,12 +116,18 @@ def cart_lines_remove(*, workspace: Workspace, customer: Customer, sku_ids) -> i
     return deleted
 
 
-@dataclass(frozen=True)
+@dataclass
 class CartLine:
     item: CartItem
     sku: Sku
     available: int
     on_sale: bool
+    price_fen: int = 0  # the engine's unit price, filled in by the page that shows it
+    image_url: str = ""
+
+    @property
+    def spec_text(self) -> str:
+        return " / ".join(f"{key}:{value}" for key, value in (self.sku.specs or {}).items())
 
     @property
     def problem(self) -> str:
