@@ -14,7 +14,7 @@ from huey.contrib.djhuey import db_periodic_task, db_task
 
 from siyu.core.domain_events import subscribe
 from siyu.core.models import Workspace
-from siyu.loyalty.points import points_expire_due
+from siyu.loyalty.points import ledger_check, points_expire_due
 from siyu.loyalty.services import ORDER_PAID, ORDER_REFUNDED, order_paid_apply, order_refunded_apply
 from siyu.loyalty.tiers import tiers_reevaluate
 
@@ -77,6 +77,15 @@ def tiers_reevaluate_daily() -> int:
         summary = tiers_reevaluate(workspace=workspace)
         count += summary["up"] + summary["down"]
     return count
+
+
+# 20:15 UTC is 04:15 in Asia/Shanghai, after expiry and re-evaluation: recompute every invariant, loudly.
+@db_periodic_task(crontab(hour="20", minute="15"))
+def points_ledger_check_daily() -> int:
+    problems = ledger_check()
+    for problem in problems[:100]:
+        logger.error("loyalty ledger: %s %s %s", problem.kind, problem.subject, problem.detail)
+    return len(problems)
 
 
 subscribe(ORDER_PAID, on_order_paid)
