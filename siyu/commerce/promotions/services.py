@@ -361,8 +361,8 @@ def topup_suggestions(*, workspace, customer, lines, limit: int = 6, now: dateti
                 "price_fen": item_price, "gap_fen": gap, "reward_fen": reward,
                 "reason_zh": label_zh.format(gap=gap_yuan), "reason_en": label_en.format(gap=gap_yuan),
             })
-            if len(suggestions) >= limit:
-                return suggestions
+            break
+        if len(suggestions) >= limit:
             break
     suggestions.sort(key=lambda row: (row["price_fen"], row["sku_id"]))
     return suggestions
