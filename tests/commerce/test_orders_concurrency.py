@@ -5,6 +5,7 @@ their units."""
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -12,9 +13,11 @@ from django.db import connection
 from django.db.models import Sum
 from django.test import Client
 
+from siyu.commerce.catalog.models import Sku
 from siyu.commerce.orders import services
 from siyu.commerce.orders.models import Order, OrderLine
 from siyu.commerce.promotions.models import FlashReservation, FlashSale
+from siyu.core import domain_events
 from siyu.core.errors import SiyuError
 from siyu.wechat.pay.models import PaymentIntent
 from siyu.wechat_sim import pay as sim_pay
@@ -88,6 +91,51 @@ def _assert_whole(sale, *, cancelled: int) -> None:
     assert sorted(PaymentIntent.objects.filter(status="paid").values_list("out_trade_no", flat=True)) == \
         sorted(paid.values_list("number", flat=True))
     assert len(set(paid.values_list("customer_id", flat=True))) == UNITS  # one per customer
+
+
+def _at_once(count, work) -> list:
+    barrier = threading.Barrier(count)
+
+    def run(number):
+        try:
+            barrier.wait(timeout=30)
+            return work(number)
+        except SiyuError as error:
+            return error.code
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(run, range(count)))
+
+
+def test_concurrent_cancels_release_once_and_concurrent_refunds_never_exceed_the_payment(shop, sale):
+    _, skus = make_product(shop.workspace, title="手工皂", stock=10, price_fen=3000)
+    buyer, = make_buyers(shop, "twice", 1)
+    cancelled = []
+    handler = lambda **payload: cancelled.append(payload)  # noqa: E731
+    domain_events.subscribe("orders.order_cancelled", handler)
+    try:
+        unpaid = services.checkout(workspace=shop.workspace, customer=buyer.customer, lines=[(skus[0].pk, 4)],
+                                   address=ADDRESS)
+        outcomes = _at_once(6, lambda n: services.order_cancel(order=Order.objects.get(pk=unpaid.pk),
+                                                               by="customer" if n % 2 else "system").order_status)
+    finally:
+        domain_events.unsubscribe("orders.order_cancelled", handler)
+    assert outcomes == ["cancelled"] * 6 and len(cancelled) == 1
+    assert Sku.objects.values_list("stock_on_hand", "stock_reserved").get(pk=skus[0].pk) == (10, 0)
+    paid = services.checkout(workspace=shop.workspace, customer=buyer.customer, lines=[(skus[1].pk, 3)],
+                             address=ADDRESS)
+    params = services.order_prepay(order=paid, openid=buyer.openid, appid=APPID)
+    sim_pay.pay(shop.sim, buyer.user, params["prepay_id"])
+    paid.refresh_from_db()
+    third = paid.total_fen // 3
+    results = _at_once(6, lambda n: services.order_refund(order=paid, amount_fen=third, actor="system").status)
+    assert sorted(results) == ["refund_exceeds_paid"] * 3 + ["requested"] * 3
+    assert sum(paid.refunds.values_list("amount_fen", flat=True)) == 3 * third <= paid.paid_fen
+    shipping = sum(int(refund.lines.get("shipping", 0)) for refund in paid.refunds.all())
+    assert sum(OrderLine.objects.filter(order=paid).values_list("refunded_fen", flat=True)) + shipping == 3 * third
+    assert shipping <= paid.shipping_fen
 
 
 def test_500_buyers_for_50_units_make_exactly_50_paid_orders(shop, sale):
