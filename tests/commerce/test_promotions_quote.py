@@ -64,20 +64,24 @@ def test_stacked_promotions_are_explained_line_by_line(workspace, shop):
     assert result.shipping_fen == 0
 
 
-def test_member_price_from_the_sku_for_the_customers_tier(workspace, shop, monkeypatch):
-    from siyu.commerce.promotions import services
-    from siyu.loyalty.tier_rules import DEFAULT_TIERS
+def test_member_price_from_the_sku_for_the_customers_tier(workspace, shop):
+    from siyu.loyalty.models import CustomerTier
 
-    gold = next(t for t in DEFAULT_TIERS if t.code == "gold")
-    monkeypatch.setattr(services, "customer_tier", lambda customer: gold)
-    red = shop["shirt_skus"][0]
-    shoe = shop["shoe_skus"][0]
-    result = quote(workspace=workspace, customer=shop["customer"], lines=[(red.id, 1), (shoe.id, 1)])
+    customer = shop["customer"]
+    red, shoe = shop["shirt_skus"][0], shop["shoe_skus"][0]
+    before = quote(workspace=workspace, customer=customer, lines=[(red.id, 1), (shoe.id, 1)])
+    assert all(line.price_kind == "sale" for line in before.lines)
+    now = timezone.now()
+    CustomerTier.objects.create(workspace=workspace, customer=customer, code="gold", since=now, evaluated_at=now)
+    result = quote(workspace=workspace, customer=customer, lines=[(red.id, 1), (shoe.id, 1)])
     by_sku = {line.sku_id: line for line in result.lines}
     assert by_sku[red.id].item_price_fen == 4000 and by_sku[red.id].price_kind == "member_price"
     # No explicit member price for the shoe: the gold tier's 5% discount applies.
     assert by_sku[shoe.id].item_price_fen == 28500
-    assert result.shipping_fen == 0  # gold tier: free shipping
+    assert [(a.kind, a.amount_fen) for a in result.adjustments] == [("subtotal", 35000), ("member_price", -2500)]
+    # A visitor sees sale prices.
+    visitor = quote(workspace=workspace, customer=None, lines=[(red.id, 1)])
+    assert visitor.lines[0].item_price_fen == 5000
 
 
 def test_flash_sale_line_is_priced_at_the_flash_price(workspace, shop):
