@@ -282,3 +282,40 @@ def test_a_payment_for_an_order_cancelled_before_its_intent_existed_is_refunded(
         sim_pay.refunds_settle(shop.sim)
     order.refresh_from_db()
     assert (order.payment_status, order.refunded_fen) == ("refunded", order.total_fen)
+
+
+def test_a_payment_whose_stock_hold_expired_is_refunded_not_oversold(shop, goods, buyer,
+                                                                     django_capture_on_commit_callbacks):
+    """The stock reservation lapsed (its own expiry) before the money came: the units may be sold to someone
+    else already, so the order is cancelled and the payment refunded in full."""
+    from siyu.commerce.catalog.inventory import reservations_expire
+
+    order = place(shop, buyer, [(goods[0].pk, 2)])
+    params = services.order_prepay(order=order, openid=buyer.openid, appid=APPID)
+    assert reservations_expire(now=timezone.now() + timedelta(hours=2)) == 1
+    assert _stock(goods[0]) == (10, 0)
+    with django_capture_on_commit_callbacks(execute=True):
+        sim_pay.pay(shop.sim, buyer.user, params["prepay_id"])
+    order.refresh_from_db()
+    assert (order.order_status, order.payment_status) == ("cancelled", "paid")
+    assert _stock(goods[0]) == (10, 0)
+    refund = OrderRefund.objects.get()
+    assert (refund.automatic, refund.amount_fen) == (True, order.total_fen)
+    with django_capture_on_commit_callbacks(execute=True):
+        sim_pay.refunds_settle(shop.sim)
+    order.refresh_from_db()
+    assert (order.payment_status, order.refunded_fen) == ("refunded", order.total_fen)
+
+
+def test_a_merged_profile_keeps_its_orders(shop, goods, buyer):
+    """After a merge the surviving customer sees and may cancel the orders its merged profile placed."""
+    from siyu.commerce.orders.selectors import orders_of
+    from tests.commerce.promotions_fixtures import make_customer
+
+    order = place(shop, buyer, [(goods[0].pk, 1)])
+    survivor = make_customer(shop.workspace)
+    buyer.customer.status, buyer.customer.merged_into = "merged", survivor
+    buyer.customer.save(update_fields=["status", "merged_into"])
+    assert [o.number for o in orders_of(survivor)] == [order.number]
+    services.order_cancel(order=order, by="customer", customer=survivor)
+    assert Order.objects.get(pk=order.pk).order_status == "cancelled"

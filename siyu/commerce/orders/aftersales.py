@@ -293,7 +293,7 @@ def _aftersale_locked(aftersale: AfterSale) -> tuple[Order, AfterSale]:
 def aftersale_request(*, order: Order, customer: Customer | None, kind: str, reason: str, lines: Any,
                       description: str = "", amount_fen: int | None = None, actor: Any = "customer") -> AfterSale:
     """The customer (or service staff on their behalf) asks for a refund, a return or an exchange."""
-    if customer is not None and order.customer_id != customer.pk:
+    if customer is not None and not order.belongs_to(customer):
         raise SiyuError("not_found", "订单不存在", "Order not found", status=404)
     if kind not in AFTERSALE_KINDS:
         raise _invalid("kind", "售后类型无效", "Unknown after-sales kind")
@@ -429,7 +429,7 @@ def complaint_file(*, workspace: Workspace, customer: Customer, category: str, c
                    order: Order | None = None) -> Complaint:
     if customer.workspace_id != workspace.pk:
         raise SiyuError("not_found", "客户不存在", "Customer not found", status=404)
-    if order is not None and (order.workspace_id != workspace.pk or order.customer_id != customer.pk):
+    if order is not None and (order.workspace_id != workspace.pk or not order.belongs_to(customer)):
         raise SiyuError("not_found", "订单不存在", "Order not found", status=404)
     if category not in COMPLAINT_CATEGORIES:
         raise _invalid("category", "投诉类型无效", "Unknown complaint category")

@@ -112,6 +112,12 @@ class Order(models.Model):
         text = decrypt_text(self.address_enc)
         return json.loads(text) if text else {}
 
+    def belongs_to(self, customer: Customer) -> bool:
+        """The customer placed it — or a profile later merged into this customer did."""
+        if self.customer_id == customer.pk:
+            return True
+        return Customer.objects.filter(pk=self.customer_id, merged_into_id=customer.pk).exists()
+
     @property
     def reservation_ref(self) -> str:
         """The reference under which stock, flash stock, coupons and points are held for this order."""

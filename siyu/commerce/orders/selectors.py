@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from siyu.commerce.orders import domain
 from siyu.commerce.orders.models import AfterSale, Complaint, Order
@@ -94,8 +94,9 @@ def order_detail(*, order: Order, membership: Membership | None = None) -> dict:
 
 
 def orders_of(customer: Customer) -> QuerySet:
-    """A customer's own orders, newest first (the store's 我的订单)."""
-    return Order.objects.filter(workspace_id=customer.workspace_id, customer=customer) \
+    """A customer's own orders (and those of profiles merged into them), newest first (the store's 我的订单)."""
+    merged = Customer.objects.filter(merged_into=customer).values("pk")
+    return Order.objects.filter(Q(customer=customer) | Q(customer__in=merged), workspace_id=customer.workspace_id) \
         .prefetch_related("lines").order_by("-created_at", "-pk")
 
 

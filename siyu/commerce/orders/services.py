@@ -289,7 +289,6 @@ def _apply_paid(order: Order, *, transaction_id: str, amount_fen: int, paid_at: 
     order.paid_fen = amount_fen
     order.transaction_id = transaction_id
     order.paid_at = paid_at or timezone.now()
-    order.holds_released_at = None
     order.save(update_fields=["payment_status", "order_status", "paid_fen", "transaction_id", "paid_at",
                               "updated_at"])
     domain_events.publish(events.ORDER_PAID, **_payload(order), total_fen=order.total_fen, paid_fen=order.paid_fen,
@@ -431,7 +430,7 @@ def order_cancel(*, order: Order, by: str, actor: Any = None, reason: str = "", 
     """
     if by not in CANCEL_BY:
         raise _invalid("by", "取消来源无效", "Unknown canceller")
-    if customer is not None and order.customer_id != customer.pk:
+    if customer is not None and not order.belongs_to(customer):
         raise SiyuError("not_found", "订单不存在", "Order not found", status=404)
     reason = " ".join(str(reason or "").split())[:120] or {"customer": "买家取消", "operator": "商家取消",
                                                              "system": "超时未支付，自动取消"}[by]
@@ -499,7 +498,7 @@ def order_ship(*, order: Order, carrier: str, tracking_number: str, actor: Any) 
 def order_deliver(*, order: Order, actor: Any, customer: Customer | None = None) -> Order:
     """The parcel arrived (the customer confirms receipt, or an operator records it): shipped → delivered,
     and the order is completed."""
-    if customer is not None and order.customer_id != customer.pk:
+    if customer is not None and not order.belongs_to(customer):
         raise SiyuError("not_found", "订单不存在", "Order not found", status=404)
     with transaction.atomic():
         order = order_locked(order.pk)
