@@ -71,7 +71,10 @@ def points_totals(*, workspace: Workspace) -> dict[str, int]:
     """Ledger totals by account: outstanding (sum of customer balances) and each system account's movement."""
     by_kind = dict(PointsEntry.objects.filter(account__workspace=workspace).values("account__kind")
                    .annotate(total=Sum("amount")).values_list("account__kind", "total"))
+    # A system account holds the other side of customers' movements: issued is negative as points go out,
+    # redeemed/expired positive as they come back. Shown from the customers' side, all positive.
     totals = {kind: int(by_kind.get(kind) or 0) for kind in AccountKind.values}
+    totals["issued"] = -totals["issued"]
     totals["outstanding"] = int(PointsAccount.objects.filter(workspace=workspace, kind=AccountKind.CUSTOMER)
                                 .aggregate(total=Sum("balance"))["total"] or 0)
     totals["written_off"] = int(PointsWriteOff.objects.filter(workspace=workspace)

@@ -54,6 +54,8 @@ def test_page_shows_distribution_monthly_chart_and_ledger(workspace, clients):
     assert charts["points_monthly"]["series"][1]["y"][-1] == 120
     assert "data-balance>180<" in html and 'id="adjust-form"' not in html  # analysts don't adjust
     assert html.count("data-tx=") == 2
+    assert 'data-kpi="issued">300<' in html and 'data-kpi="redeemed">120<' in html
+    assert 'data-kpi="outstanding">180<' in html
 
 
 def test_ledger_lookup_bad_input_is_explained(workspace, other_workspace, clients):
