@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django import template
+from django.utils.translation import gettext_lazy as _
 
 from siyu.commerce.orders import domain
 from siyu.commerce.orders.models import AfterSaleStatus, FulfilmentStatus, OrderStatus, PaymentStatus
@@ -28,3 +29,11 @@ def status_label(value) -> str:
 @register.filter
 def aftersale_status_label(value) -> str:
     return str(dict(AfterSaleStatus.choices).get(value, value or "—"))
+
+
+ACTOR_LABELS = {"customer": _("买家"), "system": _("系统"), "wechat_pay": _("微信支付"), "operator": _("商家")}
+
+
+@register.filter
+def actor_label(value) -> str:
+    return str(ACTOR_LABELS.get(value, value or "—"))
