@@ -83,6 +83,7 @@ def test_paying_confirms_the_order_and_commits_its_holds(shop, goods, buyer, see
                      ("order_status", "pending_payment", "confirmed", "wechat_pay")]
     assert [name for name, _ in seen] == ["orders.order_placed", "orders.order_paid"]
     assert seen[1][1]["paid_fen"] == order.total_fen
+    assert Event.objects.filter(type="order_placed").get().properties["order_id"] == order.number
     timeline = Event.objects.filter(type="order_paid").get()
     assert timeline.event_id == f"order:{order.number}:order_paid"
     assert timeline.properties["amount_fen"] == order.total_fen

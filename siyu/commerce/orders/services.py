@@ -187,6 +187,7 @@ def checkout(*, workspace: Workspace, customer: Customer, lines: list[tuple[int,
         note(order, f"下单，应付 {domain.yuan(order.total_fen)} 元", actor="customer")
         domain_events.publish(events.ORDER_PLACED, **_payload(order), total_fen=order.total_fen, source=source,
                               flash_sale_id=order.flash_sale_id)
+        transaction.on_commit(lambda: _customer_event(order, "order_placed", order.total_fen))
         if order.total_fen == 0:  # fully paid by points and discounts: nothing to collect
             order = order_locked(order.pk)
             _apply_paid(order, transaction_id="", amount_fen=0, paid_at=now, actor="system")
@@ -465,6 +466,9 @@ def orders_expire_unpaid(*, now: datetime | None = None, limit: int = 500) -> di
             counts["cancelled"] += 1
         except SiyuError as error:
             counts["paid" if error.code in {"order_already_paid", "order_not_cancellable"} else "errors"] += 1
+        except Exception:  # one order's trouble never stops the others; it is retried next round
+            logger.exception("auto-cancel of order %s failed", order.number)
+            counts["errors"] += 1
     return counts
 
 
