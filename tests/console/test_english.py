@@ -30,7 +30,7 @@ class Furniture(HTMLParser):
 
     def __init__(self):
         super().__init__()
-        self.stack: list[tuple[str, bool]] = []  # (tag, is a language switch or data chip)
+        self.stack: list[tuple[str, bool]] = []  # (tag, skipped: form values, code, the language switch)
         self.texts: list[tuple[str, str]] = []
 
     def handle_starttag(self, tag, attrs):
