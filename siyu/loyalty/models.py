@@ -29,10 +29,11 @@ class AccountKind(models.TextChoices):
     EXPIRED = "expired", _("过期")
     REVERSED = "reversed", _("冲正")
     ADJUSTED = "adjusted", _("人工调整")
+    TRANSFERRED = "transferred", _("合并转移")
 
 
 SYSTEM_ACCOUNT_KINDS = (AccountKind.ISSUED, AccountKind.REDEEMED, AccountKind.EXPIRED, AccountKind.REVERSED,
-                        AccountKind.ADJUSTED)
+                        AccountKind.ADJUSTED, AccountKind.TRANSFERRED)
 
 
 class PointsAccount(models.Model):
@@ -63,6 +64,7 @@ class TransactionKind(models.TextChoices):
     EXPIRE = "expire", _("过期")
     REVERSE = "reverse", _("冲正")
     ADJUST = "adjust", _("人工调整")
+    TRANSFER = "transfer", _("合并转移")
 
 
 class Reason(models.TextChoices):
@@ -78,6 +80,8 @@ class Reason(models.TextChoices):
     SPEND_RETURNED = "spend_returned", _("订单取消/退款退回")
     EARN_REVERSED = "earn_reversed", _("订单退款扣回")
     MANUAL = "manual", _("人工调整")
+    MERGE_OUT = "merge_out", _("客户合并转出")
+    MERGE_IN = "merge_in", _("客户合并转入")
 
 
 EARN_REASONS = frozenset({Reason.PURCHASE, Reason.CHECKIN, Reason.SHARE, Reason.REVIEW, Reason.TASK})
@@ -130,7 +134,8 @@ class PointsLot(models.Model):
 
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")
     customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="points_lots")
-    transaction = models.OneToOneField(PointsTransaction, on_delete=models.PROTECT, related_name="lot")
+    # The earn / positive adjustment that created the lot (or the merge transfer that carried it over).
+    transaction = models.ForeignKey(PointsTransaction, on_delete=models.PROTECT, related_name="lots")
     amount = models.BigIntegerField()
     remaining = models.BigIntegerField()
     earned_at = models.DateTimeField()

@@ -33,7 +33,7 @@ from django.utils import timezone
 from siyu.core.errors import SiyuError
 from siyu.core.models import Workspace
 from siyu.core.timeutil import SHANGHAI
-from siyu.customers.models import Customer
+from siyu.customers.models import Customer, CustomerStatus
 from siyu.loyalty.models import (
     BURN_REASONS,
     EARN_REASONS,
@@ -192,7 +192,10 @@ def points_reverse_earn(*, workspace: Workspace, earn_ref: str, ref: str, amount
     if earn is None:
         return None
     with transaction.atomic():
-        account = _locked_account(workspace, earn.customer)
+        # Points follow the person: if the earning profile was merged, take them back from the merged one.
+        points_follow_merge(customer=earn.customer)
+        holder = customer_live(earn.customer) or earn.customer
+        account = _locked_account(workspace, holder)
         existing = _existing(workspace, TransactionKind.REVERSE, ref)
         if existing is not None or PointsWriteOff.objects.filter(workspace=workspace, ref=ref).exists():
             return existing
@@ -208,13 +211,13 @@ def points_reverse_earn(*, workspace: Workspace, earn_ref: str, ref: str, amount
         taken = min(wanted, account.balance)
         tx = None
         if taken > 0:
-            tx = _record(workspace, earn.customer, account, kind=TransactionKind.REVERSE,
+            tx = _record(workspace, holder, account, kind=TransactionKind.REVERSE,
                          reason=Reason.EARN_REVERSED, ref=ref, amount=-taken, counter=AccountKind.REVERSED, at=now,
                          reverses=earn, details={"requested": wanted, "written_off": wanted - taken})
-            own_lot = getattr(earn, "lot", None)
+            own_lot = earn.lots.order_by("pk").first()
             _consume_lots(account, tx, taken, first_lot_id=own_lot.pk if own_lot else None)
         if wanted > taken:
-            PointsWriteOff.objects.create(workspace=workspace, customer=earn.customer, ref=ref, earn=earn,
+            PointsWriteOff.objects.create(workspace=workspace, customer=holder, ref=ref, earn=earn,
                                           points=wanted - taken, created_at=now)
         return tx
 
@@ -276,6 +279,56 @@ def points_expire_due(*, now: datetime | None = None, workspace: Workspace | Non
             if account is not None:
                 total += _expire_due_lots(account, now=now)
     return total
+
+
+def customer_live(customer: Customer) -> Customer | None:
+    """The customer, or the live profile they were merged into (points follow the person)."""
+    hops = 0
+    while customer is not None and customer.status == CustomerStatus.MERGED and customer.merged_into_id and hops < 10:
+        customer = Customer.objects.filter(pk=customer.merged_into_id, workspace_id=customer.workspace_id).first()
+        hops += 1
+    return customer
+
+
+def points_follow_merge(*, customer: Customer) -> int:
+    """Move a merged-away profile's points to the profile it was merged into: one transfer out and one in,
+    each balanced through the ``transferred`` system account, the lots carried over with their own expiry.
+
+    Returns the points moved (0 when the customer is live or holds nothing). An un-merge leaves the points
+    where they are now (with the surviving profile); admins can move them by adjustment if needed.
+    """
+    customer.refresh_from_db(fields=["status", "merged_into"])
+    target = customer_live(customer)
+    if target is None or target.pk == customer.pk:
+        return 0
+    if not PointsAccount.objects.filter(customer=customer, balance__gt=0).exists():
+        return 0
+    with transaction.atomic():
+        # Lock both accounts in id order so two transfers (or a transfer and a spend) never deadlock.
+        accounts = {}
+        for person in sorted((customer, target), key=lambda row: row.pk):
+            accounts[person.pk] = _locked_account(person.workspace, person)
+        source, destination = accounts[customer.pk], accounts[target.pk]
+        now = timezone.now()
+        _expire_due_lots(source, now=now)
+        source.refresh_from_db(fields=["balance"])
+        amount = source.balance
+        if amount == 0:
+            return 0
+        stamp = f"{customer.pk}:{now.isoformat()}"
+        out = _record(customer.workspace_id, customer, source, kind=TransactionKind.TRANSFER,
+                      reason=Reason.MERGE_OUT, ref=f"merge-out:{stamp}", amount=-amount,
+                      counter=AccountKind.TRANSFERRED, at=now, details={"to_customer_id": target.pk})
+        into = _record(customer.workspace_id, target, destination, kind=TransactionKind.TRANSFER,
+                       reason=Reason.MERGE_IN, ref=f"merge-in:{stamp}", amount=amount,
+                       counter=AccountKind.TRANSFERRED, at=now, details={"from_customer_id": customer.pk})
+        for lot in PointsLot.objects.select_for_update().filter(customer=customer, remaining__gt=0).order_by("pk"):
+            PointsLotUse.objects.create(lot=lot, transaction=out, amount=lot.remaining)
+            PointsLot.objects.filter(pk=lot.pk).update(remaining=0)
+            PointsLot.objects.create(workspace_id=customer.workspace_id, customer=target, transaction=into,
+                                     amount=lot.remaining, remaining=lot.remaining, earned_at=lot.earned_at,
+                                     expires_at=lot.expires_at)
+        return amount
 
 
 # ---------------------------------------------------------------------------------------------------- checks
@@ -467,4 +520,5 @@ def _spend_return(spend_id: int) -> bool:
         for use in PointsLotUse.objects.filter(transaction=spend):
             PointsLot.objects.filter(pk=use.lot_id).update(remaining=F("remaining") + use.amount)
         _expire_due_lots(account, now=now)
+        points_follow_merge(customer=spend.customer)  # returned to a merged profile: on to the live one
         return tx is not None

@@ -17,10 +17,16 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from siyu.core.models import Workspace
-from siyu.customers.models import Customer, CustomerStatus
+from siyu.customers.models import Customer
 from siyu.loyalty.models import GrowthEntry, PointsTransaction, PointsWriteOff, Reason, TransactionKind
-from siyu.loyalty.points import points_earn, points_for_paid_fen, points_reverse_earn
-from siyu.loyalty.tiers import growth_for_paid_fen, growth_record, tier_evaluate
+from siyu.loyalty.points import (
+    customer_live,
+    points_earn,
+    points_follow_merge,
+    points_for_paid_fen,
+    points_reverse_earn,
+)
+from siyu.loyalty.tiers import growth_follow_merge, growth_for_paid_fen, growth_record, tier_evaluate
 
 logger = logging.getLogger(__name__)
 
@@ -37,11 +43,7 @@ def order_earn_ref(order_id: int | str) -> str:
 def _live_customer(workspace: Workspace, customer_id: int) -> Customer | None:
     """The customer, or the one they were merged into (points follow the person)."""
     customer = Customer.objects.filter(pk=customer_id, workspace=workspace).first()
-    hops = 0
-    while customer is not None and customer.status == CustomerStatus.MERGED and customer.merged_into_id and hops < 10:
-        customer = Customer.objects.filter(pk=customer.merged_into_id, workspace=workspace).first()
-        hops += 1
-    return customer
+    return customer_live(customer) if customer is not None else None
 
 
 def order_paid_apply(*, workspace_id: int, order_id: int, customer_id: int | None, paid_fen: int,
@@ -100,3 +102,20 @@ def order_refunded_apply(*, workspace_id: int, order_id: int, customer_id: int |
             tx = points_reverse_earn(workspace=workspace, earn_ref=earn_ref, ref=refund_ref, amount=wanted)
             points_now = -tx.amount if tx is not None else 0
     return {"points": points_now, "growth": growth_now}
+
+
+def customers_merged_apply(*, workspace_id: int, customer_ids: list[int]) -> dict:
+    """After a merge, the merged-away profiles' points and growth move to the surviving profile (idempotent:
+    an emptied profile has nothing left to move). Un-merges leave both where they are."""
+    moved = {"points": 0, "growth_entries": 0}
+    merged = Customer.objects.filter(workspace_id=workspace_id, pk__in=customer_ids, status="merged")
+    for customer in merged.order_by("pk"):
+        target = customer_live(customer)
+        if target is None or target.pk == customer.pk:
+            continue
+        moved["points"] += points_follow_merge(customer=customer)
+        entries = growth_follow_merge(customer=customer, target=target)
+        moved["growth_entries"] += entries
+        if entries:
+            tier_evaluate(customer=target, allow_downgrade=False, reason="merge")
+    return moved

@@ -12,10 +12,16 @@ from datetime import datetime
 from huey import crontab
 from huey.contrib.djhuey import db_periodic_task, db_task
 
-from siyu.core.domain_events import subscribe
+from siyu.core.domain_events import CUSTOMERS_CHANGED, subscribe
 from siyu.core.models import Workspace
 from siyu.loyalty.points import ledger_check, points_expire_due
-from siyu.loyalty.services import ORDER_PAID, ORDER_REFUNDED, order_paid_apply, order_refunded_apply
+from siyu.loyalty.services import (
+    ORDER_PAID,
+    ORDER_REFUNDED,
+    customers_merged_apply,
+    order_paid_apply,
+    order_refunded_apply,
+)
 from siyu.loyalty.tiers import tiers_reevaluate
 
 logger = logging.getLogger(__name__)
@@ -88,5 +94,19 @@ def points_ledger_check_daily() -> int:
     return len(problems)
 
 
+def on_customers_changed(*, workspace_id, customer_ids, **_):
+    try:
+        customers_merged_apply(workspace_id=workspace_id, customer_ids=customer_ids)
+    except Exception:
+        logger.exception("loyalty: moving points after a merge failed, queued for retry")
+        customers_merged_task(workspace_id, list(customer_ids))
+
+
+@db_task(retries=5, retry_delay=30)
+def customers_merged_task(workspace_id: int, customer_ids: list[int]) -> dict:
+    return customers_merged_apply(workspace_id=workspace_id, customer_ids=customer_ids)
+
+
+subscribe(CUSTOMERS_CHANGED, on_customers_changed)
 subscribe(ORDER_PAID, on_order_paid)
 subscribe(ORDER_REFUNDED, on_order_refunded)

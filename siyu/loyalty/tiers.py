@@ -111,6 +111,21 @@ def growth_record(*, workspace: Workspace, customer: Customer, source: str, ref:
     return True
 
 
+def growth_follow_merge(*, customer: Customer, target: Customer) -> int:
+    """Carry a merged-away profile's growth entries over to the profile it was merged into (each entry once:
+    a negating ``merge_out`` on the old profile, a ``merge_in`` copy with the original date on the new one)."""
+    moved = 0
+    with transaction.atomic():
+        for entry in GrowthEntry.objects.filter(customer=customer).exclude(source="merge_out").order_by("pk"):
+            if growth_record(workspace=target.workspace, customer=target, source="merge_in", ref=str(entry.pk),
+                             spend_fen=entry.spend_fen, growth=entry.growth, at=entry.occurred_at):
+                GrowthEntry.objects.create(workspace_id=customer.workspace_id, customer=customer, source="merge_out",
+                                           ref=str(entry.pk), growth=-entry.growth, spend_fen=-entry.spend_fen,
+                                           occurred_at=entry.occurred_at)
+                moved += 1
+    return moved
+
+
 def tier_evaluate(*, customer: Customer, now: datetime | None = None, allow_downgrade: bool = True,
                   reason: str = "evaluation") -> TierChange | None:
     """Put the customer in the tier their growth (or spend) qualifies for; record the change, if any."""
