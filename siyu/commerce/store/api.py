@@ -13,7 +13,7 @@ from datetime import datetime
 
 from django.http import HttpRequest
 from django.middleware.csrf import CsrfViewMiddleware
-from ninja import Field, Router, Schema
+from ninja import Field, Router, Schema, Status
 from pydantic import StrictInt, StrictStr
 
 from siyu.commerce.store import cart as carts
@@ -337,7 +337,7 @@ def _cart_out(shopper: Shopper) -> dict:
 
 
 def _lines(body) -> list[dict] | None:
-    return None if body.lines is None else [line.dict() for line in body.lines]
+    return None if body.lines is None else [line.model_dump() for line in body.lines]
 
 
 # --- browsing ---------------------------------------------------------------------------------------------------
@@ -423,8 +423,8 @@ def quote(request, body: QuoteIn):
 def checkout(request, body: CheckoutIn):
     shopper = _shopper(request)
     order = shopping.place_order(shopper=shopper, coupon_ids=body.coupon_ids, points=body.points,
-                                 address=body.address.dict(), note=body.note, source="miniapp", lines=_lines(body))
-    return 201, _order_out(shopping.order_of(shopper=shopper, number=order.number), detail=True)
+                                 address=body.address.model_dump(), note=body.note, source="miniapp", lines=_lines(body))
+    return Status(201, _order_out(shopping.order_of(shopper=shopper, number=order.number), detail=True))
 
 
 @router.post("/orders/{number}/prepay", response={200: PrepayOut, **ERRORS},
@@ -461,9 +461,9 @@ def aftersale(request, number: str, body: AfterSaleIn):
     shopper = _shopper(request)
     row = shopping.order_of(shopper=shopper, number=number)
     result = shopping.aftersale(shopper=shopper, order=row, kind=body.kind, reason=body.reason,
-                                description=body.description, lines=[line.dict() for line in body.lines])
-    return 201, {"id": result.pk, "kind": result.kind, "status": result.status, "amount_fen": result.amount_fen,
-                 "reason": result.reason}
+                                description=body.description, lines=[line.model_dump() for line in body.lines])
+    return Status(201, {"id": result.pk, "kind": result.kind, "status": result.status, "amount_fen": result.amount_fen,
+                        "reason": result.reason})
 
 
 # --- coupons ----------------------------------------------------------------------------------------------------
@@ -477,6 +477,6 @@ def coupons(request):
 @router.post("/coupons/claim", response={201: ClaimOut, **ERRORS}, summary="领取优惠券 / Claim a coupon")
 def claim(request, body: ClaimIn):
     coupon = shopping.claim(shopper=_shopper(request), template_id=body.template_id)
-    return 201, {"coupon_id": coupon.pk, "expires_at": coupon.expires_at}
+    return Status(201, {"coupon_id": coupon.pk, "expires_at": coupon.expires_at})
 
 
