@@ -509,6 +509,11 @@ def _expire_due_lots(account: PointsAccount, *, now: datetime) -> int:
 def _spend_return(spend_id: int) -> bool:
     with transaction.atomic():
         spend = PointsTransaction.objects.select_related("workspace", "customer").get(pk=spend_id)
+        live = customer_live(spend.customer)
+        if live is not None and live.pk != spend.customer_id:
+            # The points will move on to the survivor: lock both accounts in id order, as the transfer does.
+            for person in sorted((spend.customer, live), key=lambda row: row.pk):
+                _locked_account(spend.workspace, person)
         account = _locked_account(spend.workspace, spend.customer)
         ref = f"return:{spend.ref}"
         if _existing(spend.workspace, TransactionKind.REVERSE, ref) is not None:
