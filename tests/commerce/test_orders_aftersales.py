@@ -248,3 +248,23 @@ def test_complaints(shop, paid, buyer, other_workspace):
         services.complaint_resolve(complaint=complaint, actor="operator", resolution="再次")
     assert caught.value.code == "complaint_closed"
     assert any("投诉" in row.reason for row in paid.history.all())
+
+
+def test_an_operator_cancels_a_paid_order_before_shipping_by_refunding_it(shop, goods, paid, buyer,
+                                                                         django_capture_on_commit_callbacks):
+    with pytest.raises(SiyuError) as caught:  # the customer cannot: paid orders are refunded through after-sales
+        services.order_cancel(order=paid, by="customer", customer=buyer.customer)
+    assert caught.value.code == "order_not_cancellable"
+    assert _stock(goods[0]) == (7, 0)
+    services.order_cancel(order=paid, by="operator", actor="operator", reason="缺货")
+    refund = OrderRefund.objects.get()
+    assert (refund.amount_fen, refund.restock) == (paid.paid_fen, True)
+    with pytest.raises(SiyuError) as caught:  # a second click while the refund is on its way
+        services.order_cancel(order=paid, by="operator", actor="operator")
+    assert caught.value.code == "refund_in_flight"
+    _settle(shop, django_capture_on_commit_callbacks)
+    paid.refresh_from_db()
+    assert (paid.order_status, paid.payment_status) == ("cancelled", "refunded")
+    assert (_stock(goods[0]), _stock(goods[1])) == ((10, 0), (10, 0))
+    with pytest.raises(SiyuError):
+        services.order_ship(order=paid, carrier="顺丰", tracking_number="SF12345678", actor="operator")

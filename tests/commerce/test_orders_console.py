@@ -131,7 +131,7 @@ def test_operator_ships_remarks_refunds_and_cancels(shop, staff, orders, django_
     ("commerce_order_refund", {"qty_999999": "1"}, 400),
     ("commerce_order_refund", {}, 400),
     ("commerce_order_remark", {"remark": ""}, 400),
-    ("commerce_order_cancel", {}, 409),  # paid: refund instead
+    ("commerce_order_ship", {"carrier": "顺丰", "tracking_number": "SF 1"}, 400),
 ])
 def test_bad_input_is_refused_with_nothing_changed(staff, orders, view, data, status):
     paid, _ = orders

@@ -424,10 +424,9 @@ CANCEL_BY = {"customer", "operator", "system"}
 
 def order_cancel(*, order: Order, by: str, actor: Any = None, reason: str = "", customer: Customer | None = None
                  ) -> Order:
-    """Cancel an unpaid order (the customer, an operator, or the system when the time to pay is over).
-
-    Stock, flash stock, coupons and points come back exactly once. A paid order is not cancelled here: an
-    operator refunds it in full (``order_refund``), which cancels it if nothing has shipped.
+    """Cancel an order before payment (the customer, an operator, or the system when the time to pay is over)
+    or, for an operator, before shipping: a paid order is then refunded in full and becomes cancelled when the
+    refund succeeds. Stock, flash stock, coupons and points come back exactly once.
     """
     if by not in CANCEL_BY:
         raise _invalid("by", "取消来源无效", "Unknown canceller")
@@ -438,6 +437,17 @@ def order_cancel(*, order: Order, by: str, actor: Any = None, reason: str = "", 
     order.refresh_from_db()
     if order.order_status == domain.CANCELLED:
         return order  # already cancelled: a repeated request changes nothing
+    if by == "operator" and order.order_status == domain.CONFIRMED and order.fulfilment_status == domain.UNFULFILLED:
+        # Paid, nothing shipped: the shop cancels by refunding everything; the order becomes cancelled (and its
+        # stock, points and coupons come back) when WeChat Pay confirms the refund.
+        from siyu.commerce.orders.aftersales import order_refund, refundable_fen
+
+        if refundable_fen(order) <= 0:
+            raise SiyuError("refund_in_flight", "该订单的退款正在处理中", "A refund of this order is in progress", status=409)
+        order_refund(order=order, amount_fen=refundable_fen(order), reason=f"商家取消：{reason}"[:80], actor=actor,
+                     restock=True)
+        order.refresh_from_db()
+        return order
     if order.order_status != domain.PENDING_PAYMENT or order.payment_status != domain.UNPAID:
         raise SiyuError("order_not_cancellable", "订单已支付，不能直接取消；如需退款请申请售后",
                         "This order is paid; it cannot be cancelled, only refunded", status=409)

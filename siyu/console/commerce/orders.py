@@ -83,7 +83,9 @@ def order_detail(request, order_id: int):
         "can_act": can_act,
         "can_ship": can_act and order.order_status == domain.CONFIRMED and order.fulfilment_status == domain.UNFULFILLED
         and order.payment_status in {domain.PAID, domain.PARTIALLY_REFUNDED},
-        "can_cancel": can_act and order.order_status == domain.PENDING_PAYMENT,
+        "can_cancel": can_act and (order.order_status == domain.PENDING_PAYMENT or (
+            order.order_status == domain.CONFIRMED and order.fulfilment_status == domain.UNFULFILLED
+            and context["refundable_fen"] > 0)),
         "can_refund": can_act and order.payment_status in {domain.PAID, domain.PARTIALLY_REFUNDED}
         and context["refundable_fen"] > 0,
         "can_deliver": can_act and order.fulfilment_status == domain.SHIPPED,
@@ -131,8 +133,11 @@ def order_deliver(request, order_id: int):
 @console_view(edit=True, roles=MANAGER_ROLES)
 def order_cancel(request, order_id: int):
     order = _staff_order(request, order_id)
-    services.order_cancel(order=order, by="operator", actor=request.user, reason=request.POST.get("reason", ""))
-    messages.success(request, _("订单已取消，库存、优惠券和积分已退回"))
+    order = services.order_cancel(order=order, by="operator", actor=request.user, reason=request.POST.get("reason", ""))
+    if order.order_status == "cancelled":
+        messages.success(request, _("订单已取消，库存、优惠券和积分已退回"))
+    else:
+        messages.success(request, _("已全额退款，退款成功后订单自动取消"))
     return _back(order.pk)
 
 
