@@ -192,13 +192,15 @@ def test_checkout_with_coupon_explains_the_price_and_pays_in_the_simulator(store
     prepay_id = html.split('name="prepay_id" value="')[1].split('"')[0]
     paid = csrf_post(shopper.client, store, shop_url(store, f"orders/{order.number}/simulate-pay"),
                      {"prepay_id": prepay_id})
-    assert paid.status_code == 302
+    assert paid.status_code == 302 and paid["Location"].endswith("?paying=1")
+    waiting = shopper.client.get(paid["Location"]).content.decode()  # WeChat has not notified Siyu yet
+    assert "data-await-paid" in waiting and 'data-payment-status="unpaid"' in waiting
     with django_capture_on_commit_callbacks(execute=True):  # the payment event is delivered on commit
         assert notifications_settle(store) == [204]
     order.refresh_from_db()
     assert order.payment_status == "paid" and order.paid_fen == 27700
     detail = shopper.client.get(paid["Location"]).content.decode()
-    assert 'data-payment-status="paid"' in detail and "满300减30" in detail
+    assert 'data-payment-status="paid"' in detail and "满300减30" in detail and "data-await-paid" not in detail
     listing = shopper.client.get(shop_url(store, "orders/")).content.decode()
     assert order.number in listing
 

@@ -249,7 +249,8 @@ def _pay_page(request, shopper, number: str) -> HttpResponse:
     order = shopping.order_of(shopper=shopper, number=number)
     prepay = shopping.prepay(shopper=shopper, order=order)
     simulator = bool(settings.SIYU_WECHAT_BASE_URL)
-    done_url = reverse("store:order", kwargs={"slug": shopper.workspace.slug, "number": order.number})
+    # back on the order page, it refreshes itself a few times until WeChat's notification has marked it paid
+    done_url = reverse("store:order", kwargs={"slug": shopper.workspace.slug, "number": order.number}) + "?paying=1"
     config = {"mode": "simulator" if simulator else "jsapi", "params": prepay["client_params"], "done_url": done_url}
     return render(request, "store/pay.html", _context(
         request, shopper, order=order, mode=config["mode"], pay_config=config, prepay_id=prepay["prepay_id"]))
@@ -261,7 +262,8 @@ def simulate_pay(request, shopper, number: str):
     """Simulator mode only: the consumer confirms in the simulated WeChat cashier."""
     order = shopping.order_of(shopper=shopper, number=number)
     shopping.simulated_pay(shopper=shopper, order=order, prepay_id=request.POST.get("prepay_id"))
-    return HttpResponseRedirect(reverse("store:order", kwargs={"slug": shopper.workspace.slug, "number": order.number}))
+    return HttpResponseRedirect(reverse("store:order", kwargs={"slug": shopper.workspace.slug, "number": order.number})
+                                + "?paying=1")
 
 
 # --- orders, after-sales, coupons ---------------------------------------------------------------------------
