@@ -11,6 +11,7 @@ from siyu.commerce.catalog.models import Sku
 from siyu.commerce.orders import domain, services
 from siyu.commerce.orders.models import AfterSale, Complaint, Order, OrderLine, OrderRefund
 from siyu.commerce.promotions.models import Coupon
+from siyu.core import domain_events
 from siyu.core.errors import SiyuError
 from siyu.loyalty import points as loyalty_points
 from siyu.wechat_sim import pay as sim_pay
@@ -144,8 +145,16 @@ def test_ship_then_deliver_completes_the_order(shop, paid, django_capture_on_com
         with pytest.raises(SiyuError):
             services.order_ship(order=paid, carrier=bad[0], tracking_number=bad[1], actor="operator")
     assert Order.objects.get(pk=paid.pk).fulfilment_status == "unfulfilled"
-    with django_capture_on_commit_callbacks(execute=True):
-        services.order_ship(order=paid, carrier="顺丰速运", tracking_number="SF1234567890", actor="operator")
+    shipped = []
+    handler = lambda **payload: shipped.append(payload)  # noqa: E731
+    domain_events.subscribe("orders.order_shipped", handler)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            services.order_ship(order=paid, carrier="顺丰速运", tracking_number="SF1234567890", actor="operator")
+    finally:
+        domain_events.unsubscribe("orders.order_shipped", handler)
+    assert [(p["number"], p["carrier"], p["tracking_number"]) for p in shipped] == [(paid.number, "顺丰速运",
+                                                                                   "SF1234567890")]
     with pytest.raises(SiyuError) as caught:  # shipping twice is an illegal move
         services.order_ship(order=paid, carrier="顺丰速运", tracking_number="SF1234567890", actor="operator")
     assert (caught.value.code, caught.value.status) == ("order_transition_refused", 409)
