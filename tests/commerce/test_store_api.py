@@ -218,3 +218,16 @@ def test_the_api_is_documented_in_openapi(store):
                  "/api/mini/v1/orders/{number}/prepay", "/api/mini/v1/orders/{number}/aftersales",
                  "/api/mini/v1/coupons/claim"):
         assert path in schema["paths"], path
+
+
+def test_topup_suggestions_over_the_api(store):
+    from tests.commerce.promotions_fixtures import make_full_reduction
+
+    shopper = mini_shopper(store)
+    _cream, (small, _large) = store.products["cream"]
+    gift, _ = make_product(store.workspace, title="节日礼盒", price_fen=25900, stock=3)
+    make_full_reduction(store.workspace, tiers=((30000, 3000),), name="满300减30")
+    assert call(shopper, "get", "/cart/topups").json()["items"] == []  # empty cart: nothing to top up
+    call(shopper, "post", "/cart/items", {"sku_id": small.pk, "quantity": 1})
+    items = call(shopper, "get", "/cart/topups").json()["items"]
+    assert [item["id"] for item in items] == [gift.pk]

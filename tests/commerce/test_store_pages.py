@@ -287,3 +287,21 @@ def test_coupon_center_claims_and_refuses_unknown_templates(store, other_workspa
         answer = csrf_post(shopper.client, store, shop_url(store, "coupons/claim"), {"template_id": value})
         assert answer.status_code in (400, 404), answer.status_code
     assert Coupon.objects.filter(customer=shopper.customer).count() == 1
+
+
+def test_prices_come_from_the_engine_and_topups_are_suggested(store):
+    from tests.commerce.promotions_fixtures import make_full_reduction, make_limited_discount
+
+    shopper = h5_shopper(store)
+    cream, (small, _large) = store.products["cream"]
+    make_limited_discount(store.workspace, name="周末特惠", sku_ids=[small.pk], price_fen=9900)
+    page = shopper.client.get(shop_url(store, f"products/{cream.pk}/")).content.decode()
+    assert "¥99.00" in page and "限时折扣价" in page  # the engine's price, not the catalog's 129
+    listing = shopper.client.get(shop_url(store, "search/"), {"q": "面霜"}).content.decode()
+    assert "¥99.00" in listing and "限时价" in listing
+
+    make_product(store.workspace, title="节日礼盒", price_fen=25900, stock=3)
+    make_full_reduction(store.workspace, tiers=((30000, 3000),), name="满300减30")
+    csrf_post(shopper.client, store, shop_url(store, "cart/add"), {"sku_id": small.pk, "quantity": 1})
+    cart = shopper.client.get(shop_url(store, "cart/")).content.decode()
+    assert 'id="topup"' in cart and "节日礼盒" in cart and "再买" in cart
