@@ -320,3 +320,39 @@ def test_a_merged_profile_keeps_its_orders(shop, goods, buyer):
     assert [o.number for o in orders_of(survivor)] == [order.number]
     services.order_cancel(order=order, by="customer", customer=survivor)
     assert Order.objects.get(pk=order.pk).order_status == "cancelled"
+
+
+def test_payment_facts_whose_event_was_lost_are_caught_up_exactly_once(shop, goods, buyer, seen,
+                                                                       django_capture_on_commit_callbacks):
+    """The order subscribers were not reached (a crash after the provider committed): the periodic
+    reconciliation applies the payment and the refund, once."""
+    from siyu.commerce.orders import tasks
+    from siyu.wechat.pay import provider
+
+    order = place(shop, buyer, [(goods[0].pk, 1)])
+    domain_events.unsubscribe(provider.PAYMENT_SUCCEEDED, tasks.on_payment_succeeded)
+    domain_events.unsubscribe(provider.REFUND_SUCCEEDED, tasks.on_refund_succeeded)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            pay(shop, buyer, order)
+        assert Order.objects.get(pk=order.pk).payment_status == "unpaid"
+        later = timezone.now() + timedelta(minutes=5)
+        with django_capture_on_commit_callbacks(execute=True):
+            assert services.orders_reconcile_payments(now=later) == {"paid": 1, "refunds": 0}
+        order.refresh_from_db()
+        assert (order.order_status, order.payment_status) == ("confirmed", "paid")
+        refund = services.order_refund(order=order, amount_fen=1000, actor="operator")
+        with django_capture_on_commit_callbacks(execute=True):
+            sim_pay.refunds_settle(shop.sim)
+        assert OrderRefund.objects.get(pk=refund.pk).status == "requested"
+        with django_capture_on_commit_callbacks(execute=True):
+            assert services.orders_reconcile_payments(now=later) == {"paid": 0, "refunds": 1}
+            assert services.orders_reconcile_payments(now=later) == {"paid": 0, "refunds": 0}
+    finally:
+        domain_events.subscribe(provider.PAYMENT_SUCCEEDED, tasks.on_payment_succeeded)
+        domain_events.subscribe(provider.REFUND_SUCCEEDED, tasks.on_refund_succeeded)
+    order.refresh_from_db()
+    assert (order.payment_status, order.refunded_fen) == ("partially_refunded", 1000)
+    assert [name for name, _ in seen].count("orders.order_paid") == 1
+    assert [name for name, _ in seen].count("orders.order_refunded") == 1
+    assert _stock(goods[0]) == (9, 0)

@@ -482,6 +482,51 @@ def orders_expire_unpaid(*, now: datetime | None = None, limit: int = 500) -> di
     return counts
 
 
+def orders_reconcile_payments(*, now: datetime | None = None, limit: int = 500) -> dict[str, int]:
+    """Catch up with payment facts whose domain event never reached the order (a subscriber that failed or a
+    process that died after the provider committed): paid intents of unpaid orders, and settled refunds still
+    shown as in flight. Each fact is applied by the same exactly-once services as the events (periodic)."""
+    from siyu.wechat.pay.models import PaymentIntent
+    from siyu.wechat.pay.models import Refund as PayRefund
+
+    now = now or timezone.now()
+    settled_before = now - timedelta(minutes=2)
+    counts = {"paid": 0, "refunds": 0}
+    unpaid = Order.objects.filter(payment_status=domain.UNPAID, created_at__gte=now - timedelta(days=3)) \
+        .values_list("workspace_id", "number")
+    paid_intents = {(intent.workspace_id, intent.out_trade_no): intent for intent in PaymentIntent.objects.filter(
+        out_trade_no__in=[number for _, number in unpaid[:limit]], status__in=("paid", "refunded_partially", "refunded"),
+        paid_at__lte=settled_before)}
+    for (workspace_id, number), intent in sorted(paid_intents.items()):
+        if intent.paid_after_close:
+            refund = PayRefund.objects.filter(intent=intent, automatic=True).first()
+            outcome = order_paid_after_close(workspace_id=workspace_id, number=number,
+                                             transaction_id=intent.transaction_id, amount_fen=intent.amount_fen,
+                                             out_refund_no=refund.out_refund_no if refund else f"AUTO{number}",
+                                             paid_at=intent.paid_at)
+        else:
+            outcome = order_mark_paid(workspace_id=workspace_id, number=number, transaction_id=intent.transaction_id,
+                                      amount_fen=intent.amount_fen, paid_at=intent.paid_at,
+                                      payer_openid=intent.payer_openid, appid=intent.appid)
+        counts["paid"] += outcome in {"accepted", "refunding"}
+    in_flight = list(OrderRefund.objects.filter(status="requested", created_at__lte=settled_before)
+                     .select_related("order").order_by("created_at")[:limit])
+    answers = {refund.out_refund_no: refund for refund in PayRefund.objects.filter(
+        out_refund_no__in=[row.out_refund_no for row in in_flight], status__in=("succeeded", "closed", "failed"))}
+    for row in in_flight:
+        answer = answers.get(row.out_refund_no)
+        if answer is None:
+            continue
+        if answer.status == "succeeded":
+            outcome = order_refund_settle(workspace_id=row.order.workspace_id, number=row.order.number,
+                                          out_refund_no=row.out_refund_no, amount_fen=answer.amount_fen,
+                                          automatic=answer.automatic)
+            counts["refunds"] += outcome == "accepted"
+        else:
+            counts["refunds"] += order_refund_failed(out_refund_no=row.out_refund_no, failure=answer.status)
+    return counts
+
+
 # --- fulfilment -----------------------------------------------------------------------------------------
 def order_ship(*, order: Order, carrier: str, tracking_number: str, actor: Any) -> Order:
     """Record the parcel (carrier + tracking number) of a paid order: unfulfilled → shipped."""

@@ -60,3 +60,12 @@ def orders_expire_unpaid_task() -> dict[str, int]:
     if any(counts.values()):
         logger.info("unpaid orders expired: %s", counts)
     return counts
+
+
+@db_periodic_task(crontab(minute="*/5"))
+def orders_reconcile_payments_task() -> dict[str, int]:
+    """Apply payment facts whose domain event never reached an order (exactly once, like the events)."""
+    counts = services.orders_reconcile_payments()
+    if any(counts.values()):
+        logger.warning("orders caught up with payments: %s", counts)
+    return counts
