@@ -231,3 +231,28 @@ def test_topup_suggestions_over_the_api(store):
     call(shopper, "post", "/cart/items", {"sku_id": small.pk, "quantity": 1})
     items = call(shopper, "get", "/cart/topups").json()["items"]
     assert [item["id"] for item in items] == [gift.pk]
+
+
+def test_flash_sale_purchase_over_the_api(store, other_workspace):
+    from tests.commerce.promotions_fixtures import make_flash_sale
+
+    shopper = mini_shopper(store)
+    _serum, (red, _blue) = store.products["serum"]
+    sale = make_flash_sale(store.workspace, red, price_fen=100, stock=2, per_customer_limit=1)
+    lines = [{"sku_id": red.pk, "quantity": 1}]
+    quote = call(shopper, "post", "/quote", {"lines": lines, "flash_sale_id": sale.pk}).json()
+    assert quote["lines"][0]["price_kind"] == "flash" and quote["lines"][0]["item_price_fen"] == 100
+    refused(call(shopper, "post", "/quote", {"flash_sale_id": sale.pk}), "invalid_lines", 400)
+    refused(call(shopper, "post", "/checkout", {"lines": [{"sku_id": red.pk, "quantity": 2}], "flash_sale_id": sale.pk,
+                                                "address": ADDRESS}), "flash_limit_reached", 409)
+    refused(call(shopper, "post", "/checkout", {"lines": lines, "flash_sale_id": "1", "address": ADDRESS}),
+            "invalid_request", 422)
+    _foreign, (foreign_sku, _) = make_product(other_workspace, title="别家商品")
+    foreign_sale = make_flash_sale(other_workspace, foreign_sku)
+    answer = call(shopper, "post", "/checkout", {"lines": lines, "flash_sale_id": foreign_sale.pk, "address": ADDRESS})
+    assert answer.status_code == 404, answer.content
+    assert not Order.objects.exists()
+    placed = call(shopper, "post", "/checkout", {"lines": lines, "flash_sale_id": sale.pk, "address": ADDRESS})
+    assert placed.status_code == 201, placed.content
+    assert placed.json()["lines"][0]["payable_fen"] == 100  # the flash price, not the SKU's 89 yuan
+    assert Order.objects.get().flash_sale_id == sale.pk

@@ -166,6 +166,7 @@ class QuoteIn(Schema):
     lines: list[LineIn] | None = Field(None, description="省略则为购物车中选中的商品 / omitted: the cart's selected lines")
     coupon_ids: list[StrictInt] = []
     points: StrictInt = 0
+    flash_sale_id: StrictInt | None = Field(None, description="秒杀活动(须同时给出 lines)/ a flash sale (with lines)")
 
 
 class AdjustmentOut(Schema):
@@ -412,10 +413,13 @@ def quote(request, body: QuoteIn):
     shopper = _shopper(request)
     coupon_ids, points = parse_coupon_ids(body.coupon_ids), parse_points(body.points)
     if body.lines is None:
+        if body.flash_sale_id is not None:
+            raise SiyuError("invalid_lines", "秒杀商品请直接下单", "A flash-sale quote names its lines", status=400)
         result = shopping.cart_quote(workspace=shopper.workspace, customer=shopper.customer, coupon_ids=coupon_ids,
                                      points=points)
     else:
-        result = shopping.lines_quote(shopper=shopper, lines=_lines(body), coupon_ids=coupon_ids, points=points)
+        result = shopping.lines_quote(shopper=shopper, lines=_lines(body), coupon_ids=coupon_ids, points=points,
+                                      flash_sale_id=body.flash_sale_id)
     return _quote_out(result)
 
 
@@ -423,7 +427,8 @@ def quote(request, body: QuoteIn):
 def checkout(request, body: CheckoutIn):
     shopper = _shopper(request)
     order = shopping.place_order(shopper=shopper, coupon_ids=body.coupon_ids, points=body.points,
-                                 address=body.address.model_dump(), note=body.note, source="miniapp", lines=_lines(body))
+                                 address=body.address.model_dump(), note=body.note, source="miniapp", lines=_lines(body),
+                                 flash_sale_id=body.flash_sale_id)
     return Status(201, _order_out(shopping.order_of(shopper=shopper, number=order.number), detail=True))
 
 

@@ -45,13 +45,16 @@ def cart_quote(*, workspace, customer, coupon_ids=(), points=0):
                                     coupon_ids=tuple(coupon_ids), points=points)
 
 
-def lines_quote(*, shopper: Shopper, lines, coupon_ids=(), points=0):
+def lines_quote(*, shopper: Shopper, lines, coupon_ids=(), points=0, flash_sale_id=None):
     """A quote for explicit lines (the mini-program), every SKU checked to be this workspace's and on sale."""
     lines = parse_lines(lines)
     for sku_id, _quantity in lines:
         carts.sku_for_sale(workspace=shopper.workspace, sku_id=sku_id)
+    if flash_sale_id is not None:
+        flash_sale_id = parse_id(flash_sale_id, what_zh="秒杀活动", what_en="flash sale")
     return promotion_services.quote(workspace=shopper.workspace, customer=shopper.customer, lines=lines,
-                                    coupon_ids=parse_coupon_ids(coupon_ids), points=parse_points(points))
+                                    coupon_ids=parse_coupon_ids(coupon_ids), points=parse_points(points),
+                                    flash_sale_id=flash_sale_id)
 
 
 def topups_for(*, workspace, customer) -> tuple[list[dict], str]:
@@ -86,9 +89,9 @@ def _cards_for(workspace, customer, product_ids: list[int]) -> dict[int, dict]:
 
 
 def place_order(*, shopper: Shopper, coupon_ids=(), points=0, address: Any, note: Any = "", source: str,
-                lines: Any = None) -> Order:
-    """Check out the cart's selected lines (or explicit ``lines`` from the mini-program); the bought lines
-    leave the cart once the order exists."""
+                lines: Any = None, flash_sale_id: Any = None) -> Order:
+    """Check out the cart's selected lines (or explicit ``lines`` from the mini-program, possibly a flash-sale
+    purchase); the bought lines leave the cart once the order exists."""
     address = parse_address(address)
     note = parse_text(note, limit=200, required=False, what_zh="订单备注", what_en="order note")
     coupon_ids, points = parse_coupon_ids(coupon_ids), parse_points(points)
@@ -98,9 +101,13 @@ def place_order(*, shopper: Shopper, coupon_ids=(), points=0, address: Any, note
         lines = parse_lines(lines)
         for sku_id, _quantity in lines:
             carts.sku_for_sale(workspace=shopper.workspace, sku_id=sku_id)
+    if flash_sale_id is not None:
+        if lines is None:
+            raise SiyuError("invalid_lines", "秒杀商品请直接下单", "A flash-sale purchase names its lines", status=400)
+        flash_sale_id = parse_id(flash_sale_id, what_zh="秒杀活动", what_en="flash sale")
     order = order_services.checkout(workspace=shopper.workspace, customer=shopper.customer, lines=lines,
                                     coupon_ids=coupon_ids, points=points, address=address, source=source,
-                                    buyer_note=note)
+                                    buyer_note=note, flash_sale_id=flash_sale_id)
     carts.cart_lines_remove(workspace=shopper.workspace, customer=shopper.customer,
                             sku_ids=[sku_id for sku_id, _quantity in lines])
     return order
