@@ -190,3 +190,6 @@ SIYU_PUBLIC_URL = os.environ.get("SIYU_PUBLIC_URL", "http://127.0.0.1:8000").rst
 # host is refused. Production leaves it empty and talks to WeChat's servers.
 SIYU_WECHAT_BASE_URL = os.environ.get("SIYU_WECHAT_BASE_URL", "").rstrip("/")
 SIYU_WECHAT_TIMEOUT = float(os.environ.get("SIYU_WECHAT_TIMEOUT", "5"))
+
+# Commerce (SPEC X4): unpaid orders are cancelled after this many minutes and give back stock, coupons, points.
+SIYU_ORDER_PAY_MINUTES = int(os.environ.get("SIYU_ORDER_PAY_MINUTES", "30"))
