@@ -16,6 +16,7 @@ from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.cache import patch_cache_control
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from siyu.commerce.store import cart as carts
@@ -103,7 +104,7 @@ def search(request, shopper):
     if query:
         items = selectors.products_page(workspace=shopper.workspace, customer=shopper.customer, query=query,
                                         page=_page_number(request))["items"]
-    return render(request, "store/products.html", _context(request, shopper, tab="home", heading=query or "搜索",
+    return render(request, "store/products.html", _context(request, shopper, tab="home", heading=query or _("搜索"),
                                                             products=items, q=query))
 
 
@@ -163,7 +164,7 @@ def cart_add(request, shopper):
                         quantity=request.POST.get("quantity", "1"))
     if request.POST.get("then") == "buy":
         return HttpResponseRedirect(reverse("store:checkout", kwargs={"slug": shopper.workspace.slug}))
-    messages.success(request, "已加入购物车")
+    messages.success(request, _("已加入购物车"))
     product_id = request.POST.get("product_id")
     if product_id:
         parse_id(product_id)
@@ -291,7 +292,7 @@ def order(request, shopper, number: str):
 def cancel(request, shopper, number: str):
     row = shopping.order_of(shopper=shopper, number=number)
     shopping.cancel(shopper=shopper, order=row)
-    messages.success(request, "订单已取消")
+    messages.success(request, _("订单已取消"))
     return HttpResponseRedirect(reverse("store:order", kwargs={"slug": shopper.workspace.slug, "number": number}))
 
 
@@ -307,7 +308,7 @@ def aftersale(request, shopper, number: str):
                 lines.append({"line_id": line.pk, "quantity": parse_quantity(raw)})
         shopping.aftersale(shopper=shopper, order=row, kind=request.POST.get("kind"), lines=lines,
                            reason=request.POST.get("reason"), description=request.POST.get("description"))
-        messages.success(request, "售后申请已提交,请等待商家审核")
+        messages.success(request, _("售后申请已提交,请等待商家审核"))
         return HttpResponseRedirect(reverse("store:order", kwargs={"slug": shopper.workspace.slug, "number": number}))
     if not shopping.can_request_aftersale(row):
         raise SiyuError("aftersale_not_allowed", "该订单当前不能申请售后", "This order cannot have an after-sales request now",
@@ -328,5 +329,5 @@ def coupons(request, shopper):
 @store_page
 def coupon_claim(request, shopper):
     shopping.claim(shopper=shopper, template_id=request.POST.get("template_id"))
-    messages.success(request, "领取成功")
+    messages.success(request, _("领取成功"))
     return HttpResponseRedirect(reverse("store:coupons", kwargs={"slug": shopper.workspace.slug}))
