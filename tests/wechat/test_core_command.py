@@ -14,3 +14,10 @@ def test_command_execs_the_simulator_module(monkeypatch, settings):
     call_command("wechat_sim", "--port", "9999", "--seed", "3")
     assert seen == [(sys.executable, [sys.executable, "-m", "siyu.wechat_sim", "--host", "127.0.0.1", "--port",
                                       "9999", "--siyu-url", "http://siyu.example:8000", "--seed", "3"])]
+
+
+def test_command_passes_the_consumer_drive_rate_through(monkeypatch, settings):
+    seen: list = []
+    monkeypatch.setattr("os.execv", lambda path, argv: seen.append(argv))
+    call_command("wechat_sim", "--drive", "12", "--siyu-url", "http://127.0.0.1:8000")
+    assert seen[0][-2:] == ["--drive", "12"]
