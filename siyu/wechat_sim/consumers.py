@@ -14,7 +14,10 @@ the simulator runs as its own process):
 - ``miniapp``: a user opens the 小程序 (``wx.login`` → Siyu's login endpoint), sometimes binding a phone;
 - ``add_staff``: a user adds a member through one of the 「联系我」 codes Siyu created (``work.add_contact``);
 - ``join_group``: a user who added staff joins one of the corp's customer groups;
-- ``pay``: the payer of an unpaid order Siyu created (a prepay) confirms it (``pay.pay``: signed notification).
+- ``pay``: the payer of an unpaid order Siyu created (a prepay) confirms it (``pay.pay``: signed notification);
+- ``buy``: a user opens the 小程序 and shops in Siyu's store over its mini-program API (``/api/mini/v1/``):
+  puts one or two SKUs in stock into the cart, checks out, asks for the payment parameters and pays
+  (``pay.pay``). A store with nothing on sale is browsed and left (an ordinary outcome).
 
 Run it inside the simulator process with ``python -m siyu.wechat_sim --drive <per-minute>`` or start/stop
 it over HTTP (``POST /_sim/consumers/start {"per_minute": 30, "seed": 1}``, ``POST /_sim/consumers/stop``,
@@ -27,6 +30,7 @@ simulator process was restarted, so the driver finds them again (nothing is crea
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
@@ -43,11 +47,15 @@ SIM = "_sim"
 # Relative weight of each action when it is possible; new people mostly arrive through channel QR codes.
 DEFAULT_WEIGHTS: dict[str, float] = {
     "scan": 30, "subscribe": 4, "text": 14, "menu": 8, "unsubscribe": 1, "miniapp": 12, "add_staff": 14,
-    "join_group": 6, "pay": 11,
+    "join_group": 6, "pay": 11, "buy": 7,
 }
 TEXTS = ("你好", "有优惠吗", "价格多少", "怎么购买", "会员", "退货", "敏感肌能用吗", "发货了吗", "客服", "谢谢")
 NICKNAMES = ("小美", "Lily", "阿珍", "晴天", "糖糖", "Mia", "木子", "小鹿", "可乐", "Yuki", "七七", "安安")
 LOG_SIZE = 200
+MINI_API = "/api/mini/v1"
+ADDRESSES = (("林晓雨", "上海市", "上海市", "静安区", "南京西路 1266 号"), ("王佳怡", "北京市", "北京市", "朝阳区", "三里屯路 19 号"),
+             ("陈思", "广东省", "广州市", "天河区", "天河路 208 号"), ("张可", "浙江省", "杭州市", "西湖区", "文三路 90 号"),
+             ("刘畅", "四川省", "成都市", "锦江区", "春熙路 8 号"))
 
 
 @dataclass
@@ -173,6 +181,7 @@ class Driver:
         miniapps = self._apps("miniapp")
         if miniapps:
             actions["miniapp"] = lambda: self._miniapp(miniapps)
+            actions["buy"] = lambda: self._buy(miniapps)
         ways = self._contact_ways()
         if ways:
             actions["add_staff"] = lambda: self._add_staff(ways)
@@ -307,6 +316,64 @@ class Driver:
         statuses = result.notifications
         status = statuses[-1] if statuses else 200  # held back by a fault: WeChat delivers it later
         return self._delivered("pay", user, result.out_trade_no, status)
+
+    def _mini_api(self, method: str, path: str, token: str, payload: Any = None) -> tuple[int, Any]:
+        """One call of the mini-program to Siyu's store API (JSON; ``None`` when the answer is not JSON)."""
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        body = json.dumps(payload).encode() if payload is not None else b""
+        status, answer = self.sim.deliver(MINI_API + path, body, headers, method=method)
+        try:
+            return status, json.loads(answer or b"null")
+        except ValueError:
+            return status, None
+
+    def _buy(self, miniapps: list[str]) -> Outcome:
+        """Open the 小程序, put 1–2 SKUs in stock into the cart, check out, prepay and pay."""
+        appid = self.random.choice(miniapps)
+        user = self._user()
+        status, answer = miniapp.miniapp_open(self.sim, user, appid)
+        token = answer.get("token") if isinstance(answer.get("token"), str) else ""
+        if not 200 <= status < 300 or not token:
+            return self._delivered("buy", user, "login", status or 0, str(answer.get("code") or ""))
+        self.people.logged_in.add((appid, user.key))
+        status, listing = self._mini_api("GET", "/products", token)
+        items = [item for item in (listing or {}).get("items", []) if isinstance(item, dict)
+                 and not item.get("sold_out")] if isinstance(listing, dict) else []
+        if not 200 <= status < 300 or not items:
+            return self._delivered("buy", user, "browse", status, "nothing on sale")
+        chosen = self.random.sample(items, k=min(len(items), self.random.choice((1, 1, 2))))
+        added = 0
+        for item in chosen:
+            status, product = self._mini_api("GET", f"/products/{item['id']}", token)
+            skus = [sku for sku in (product or {}).get("skus", []) if sku.get("available", 0) > 0] \
+                if isinstance(product, dict) else []
+            if not 200 <= status < 300 or not skus:
+                continue
+            sku = self.random.choice(skus)
+            status, _ = self._mini_api("POST", "/cart/items", token, {"sku_id": sku["id"], "quantity": 1})
+            if not 200 <= status < 300:
+                return self._delivered("buy", user, f"cart {sku['id']}", status, "add to cart refused")
+            added += 1
+        if not added:
+            return self._delivered("buy", user, "browse", 200, "sold out")
+        name, province, city, district, street = self.random.choice(ADDRESSES)
+        phone = "13" + "".join(str(self.random.randrange(10)) for _ in range(9))
+        status, order = self._mini_api("POST", "/checkout", token, {"address": {
+            "name": name, "phone": phone, "province": province, "city": city, "district": district,
+            "detail": street}})
+        if not 200 <= status < 300 or not isinstance(order, dict) or not order.get("number"):
+            return self._delivered("buy", user, "checkout", status, str((order or {}).get("code") or "")
+                                   if isinstance(order, dict) else "")
+        number = order["number"]
+        status, prepay = self._mini_api("POST", f"/orders/{number}/prepay", token, {})
+        if not 200 <= status < 300 or not isinstance(prepay, dict) or not prepay.get("prepay_id"):
+            return self._delivered("buy", user, number, status, "prepay refused")
+        with self.sim.lock:
+            user = self.sim.state.user(user.key)
+        result = pay.pay(self.sim, user, prepay["prepay_id"])
+        statuses = result.notifications
+        status = statuses[-1] if statuses else 200  # held back by a fault: WeChat delivers it later
+        return self._delivered("buy", user, number, status, f"paid {order.get('total_fen', 0)} fen")
 
     # --- running --------------------------------------------------------------------------------------------
     def run(self, *, max_actions: int | None = None) -> None:

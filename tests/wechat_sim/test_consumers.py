@@ -254,3 +254,43 @@ def test_drive_option_runs_the_consumers_inside_the_simulator_process():
     with pytest.raises(SystemExit):
         from siyu.wechat_sim.__main__ import main
         main(["--drive", "-1"])
+
+
+# --- shopping against a live Siyu (in-process: the store fixture's simulator delivers through the test client) ---
+from tests.commerce.store_fixtures import store, wechat_app_factory, wechat_sim  # noqa: E402, F401 (fixtures)
+
+
+@pytest.mark.django_db
+def test_buy_places_and_pays_an_order_in_siyus_store(store, django_capture_on_commit_callbacks):
+    from siyu.commerce.orders.models import Order
+    from siyu.customers.models import Identity
+
+    only_buying = {name: 0 for name in consumers.DEFAULT_WEIGHTS} | {"buy": 1}
+    driver = consumers.Driver(store.sim, seed=5, weights=only_buying)
+    with django_capture_on_commit_callbacks(execute=True):  # the payment's domain event marks the order paid
+        outcome = driver.step()
+    assert outcome.action == "buy" and outcome.ok, outcome
+    order = Order.objects.get(number=outcome.target)
+    assert order.payment_status == "paid" and order.paid_fen == order.total_fen > 0
+    assert 1 <= order.lines.count() <= 2 and order.source == "miniapp"
+    assert f"paid {order.total_fen} fen" == outcome.detail
+    # the buyer is the simulated user, known to Siyu by their 小程序 openid
+    user = store.sim.state.users[outcome.user]
+    openid = store.sim.state.openid(user, store.miniapp.appid)
+    assert Identity.objects.get(namespace=store.miniapp.appid, value=openid).customer_id == order.customer_id
+    # WeChat Pay's side agrees
+    [sim_order] = [row for row in pay.pay_state(store.sim).orders.values() if row.payer_openid == openid]
+    assert sim_order.trade_state == "SUCCESS" and sim_order.total == order.total_fen
+    assert not driver.failures
+
+
+@pytest.mark.django_db
+def test_buy_in_an_empty_store_browses_and_leaves(store):
+    from siyu.commerce.catalog.models import Product
+    from siyu.commerce.orders.models import Order
+
+    Product.objects.filter(workspace=store.workspace).update(status="off_shelf")
+    driver = consumers.Driver(store.sim, seed=5, weights={name: 0 for name in consumers.DEFAULT_WEIGHTS} | {"buy": 1})
+    outcome = driver.step()
+    assert outcome.ok and outcome.target == "browse" and outcome.detail == "nothing on sale"
+    assert not Order.objects.exists()

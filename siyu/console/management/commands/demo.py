@@ -11,8 +11,11 @@ brand's 公众号, 小程序, 企业微信 corp and 微信支付 merchant (crede
 something changed); Siyu creates one permanent channel QR code per seed channel and 「联系我」 codes with
 a few staff, once. The simulator keeps its memory only while it runs, so on later runs the codes, groups
 and menu Siyu holds are handed back to it (``/_sim/codes/restore``) instead of being created again. Then
-the simulated consumers start (``/_sim/consumers/start``) and, while the demo runs, Siyu creates a payment
-intent now and then for a mini-program customer, which a simulated consumer pays.
+the simulated consumers start (``/_sim/consumers/start``): some of them shop in the mini-program (cart,
+checkout, WeChat Pay), so orders and payments arrive as they would from real buyers.
+
+The shop (issue 4): a beauty catalog, the storefront page, coupons and promotions, created once
+(``_demo_commerce.demo_catalog``); the H5 store is at ``/shop/demo/``.
 ``--no-serve`` does the same set-up against a simulator in a thread (fast, for tests) and exits.
 """
 
@@ -22,7 +25,6 @@ import base64
 import json
 import logging
 import os
-import random
 import secrets
 import signal
 import subprocess
@@ -39,6 +41,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from siyu.channels.services import channels_install_defaults
+from siyu.console.management.commands._demo_commerce import demo_catalog
 from siyu.core.errors import SiyuError
 from siyu.core.models import Role, Workspace
 from siyu.core.services import api_key_authenticate, api_key_create, membership_grant
@@ -56,8 +59,6 @@ from siyu.wechat.official.services import (
     rule_save,
     settings_update,
 )
-from siyu.wechat.pay.models import PaymentIntent
-from siyu.wechat.pay.provider import WeChatPayProvider
 from siyu.wechat.work.contact_ways import contact_way_save
 from siyu.wechat.work.contacts import staff_sync
 from siyu.wechat.work.models import ContactWay, CustomerGroup, Staff
@@ -103,8 +104,6 @@ GROUPS = (("花漾美妆 VIP 福利群", "wang"), ("小红书粉丝交流群", "
 KEYWORD_RULES = (("优惠", "contains", "本周会员日全场 8 折，新人再领 20 元券：点击菜单「福利」→「领券」。"),
                  ("价格", "contains", "价格以小程序商城为准，回复「客服」由顾问为你推荐适合的产品。"),
                  ("客服", "exact", "顾问在线时间 9:00–22:00，添加专属顾问：点击菜单「福利」→「找顾问」。"))
-DEMO_PRODUCTS = (("花漾水光精华 30ml", 19900), ("氨基酸洁面乳", 6900), ("玻尿酸面膜 10 片", 9900),
-                 ("防晒乳 SPF50", 12900), ("新人体验装", 3900))
 
 
 def _secret_file(name: str) -> Path:
@@ -325,24 +324,6 @@ def wechat_groups(apps: dict[str, WeChatApp], *, sim_url: str) -> int:
     return len(GROUPS)
 
 
-def payment_intent_demo(workspace: Workspace, apps: dict[str, WeChatApp], rng: random.Random) -> str | None:
-    """An order placed in the mini-program by a recent customer: a payment intent (prepay) at WeChat Pay,
-    which a simulated consumer then pays. Returns the out_trade_no, or None when nobody logged in yet."""
-    openids = list(Identity.objects.filter(workspace=workspace, kind="openid", namespace=apps["miniapp"].appid)
-                   .order_by("-last_seen_at").values_list("value", flat=True)[:50])
-    if not openids:
-        return None
-    busy = set(PaymentIntent.objects.filter(workspace=workspace, status="created")
-               .values_list("payer_openid", flat=True)[:500])
-    candidates = [openid for openid in openids if openid not in busy] or openids
-    product, amount = rng.choice(DEMO_PRODUCTS)
-    out_trade_no = "DEMO" + timezone.now().strftime("%y%m%d%H%M%S") + f"{rng.randrange(10**6):06d}"
-    WeChatPayProvider().prepay(workspace=workspace, out_trade_no=out_trade_no, amount_fen=amount,
-                               description=f"花漾美妆-{product}", payer_openid=rng.choice(candidates),
-                               appid=apps["miniapp"].appid)
-    return out_trade_no
-
-
 def simulator_start(*, port: int, siyu_url: str) -> tuple[subprocess.Popen, str]:
     """The WeChat simulator as a child process (Siyu never imports it); returns it and its base URL once it
     answers. Port 0 picks a free one (``--no-serve`` and tests)."""
@@ -421,6 +402,11 @@ class Command(BaseCommand):
             first_ids = list(Customer.objects.filter(workspace=workspace).order_by("id")
                              .values_list("id", flat=True)[:200])
             Customer.objects.filter(id__in=first_ids).update(owner=memberships["service"].user)
+        created = demo_catalog(workspace)
+        self.stdout.write("==> 商城 shop: " + (
+            f"{created['categories']} categories, {created['products']} products ({created['skus']} SKUs), "
+            f"{created['coupons']} coupon templates, {created['promotions']} promotions created"
+            if created["products"] else "catalog exists, nothing created"))
         self.stdout.write("==> 统计汇总 refreshing the dashboard rollups")
         call_command("analytics_refresh", workspace=DEMO_SLUG, stdout=self.stdout, stderr=self.stderr)
         api_secret = demo_api_key(workspace)
@@ -469,6 +455,7 @@ class Command(BaseCommand):
         lines += [
             f"  API key (Bearer):   {api_secret}",
             f"  事件接口 Events API: {url}api/v1/events/batch   (OpenAPI: {url}api/docs)",
+            f"  H5 商城 Store:       {url}shop/{DEMO_SLUG}/",
         ]
         if sim_url:
             lines.append(f"  微信模拟器 WeChat simulator: {sim_url}/_sim/consumers" + (
@@ -518,16 +505,8 @@ class Command(BaseCommand):
             self._print_access(url, passwords, api_secret, serving=True, sim_url=sim_url, driving=options["drive"])
             self.stdout.write("后台任务、控制台与微信模拟器已启动,按 Ctrl-C 停止 / "
                               "worker, console and WeChat simulator running, Ctrl-C to stop")
-            rng = random.Random(DEMO_SEED)
-            next_order = time.monotonic() + 20
             while all(child.poll() is None for child in children):
                 time.sleep(0.5)
-                if options["drive"] > 0 and time.monotonic() >= next_order:
-                    next_order = time.monotonic() + max(5.0, 600.0 / options["drive"])
-                    try:
-                        payment_intent_demo(workspace, apps, rng)
-                    except Exception as error:  # logged, never fatal: the demo goes on
-                        logger.warning("demo payment intent: %s", error)
             self.stderr.write("a child process exited; stopping the demo")
         except KeyboardInterrupt:
             self.stdout.write("\n正在停止 stopping…")
