@@ -40,7 +40,7 @@ def sku_for_sale(*, workspace: Workspace, sku_id, lock: bool = False) -> Sku:
     return sku
 
 
-def _check_stock(sku: Sku, quantity: int) -> None:
+def check_stock(sku: Sku, quantity: int) -> None:
     available = sku_available(sku)
     if quantity > available:
         raise SiyuError("out_of_stock", f"「{sku.product.title}」库存不足(剩余 {available} 件)",
@@ -66,7 +66,7 @@ def cart_item_add(*, workspace: Workspace, customer: Customer, sku_id, quantity)
     if total > MAX_QUANTITY:
         raise SiyuError("quantity_too_large", f"单件商品最多购买 {MAX_QUANTITY} 件",
                         f"At most {MAX_QUANTITY} of one item per order", status=400)
-    _check_stock(sku, total)
+    check_stock(sku, total)
     if item is None:
         if CartItem.objects.filter(cart=cart).count() >= MAX_LINES:
             raise SiyuError("cart_full", f"购物车最多 {MAX_LINES} 种商品", f"The cart holds at most {MAX_LINES} items",
@@ -91,7 +91,7 @@ def cart_item_set(*, workspace: Workspace, customer: Customer, sku_id, quantity,
         return None
     if quantity > item.quantity:  # lowering a quantity is always allowed, even for a product now off shelf
         sku = sku_for_sale(workspace=workspace, sku_id=sku_id)
-        _check_stock(sku, quantity)
+        check_stock(sku, quantity)
     item.quantity = quantity
     if selected is not None:
         item.selected = bool(selected)

@@ -155,3 +155,49 @@ def coupons_of(*, workspace: Workspace, customer: Customer, usable_only: bool = 
                        "validity_text": f"有效期至 {timezone.localtime(row.expires_at):%Y-%m-%d %H:%M}",
                        "label": f"{row.template.name}({texts['value_text']},{texts['condition_text']})", **texts})
     return result
+
+
+def _duration_text(seconds: int) -> str:
+    days, rest = divmod(max(0, int(seconds)), 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    clock = f"{hours:02d}:{minutes:02d}:{secs:02d}"
+    return f"{days}天 {clock}" if days else clock
+
+
+def flash_offers(*, workspace: Workspace, customer: Customer, sku_ids=None, sale_ids=None) -> list[dict]:
+    """秒杀 as a shopper sees them: sales not yet ended for these SKUs (or these sale ids), each with its price,
+    time to start or to end, units left and how many more this customer may still buy (limit minus what the
+    customer holds or bought). ``state`` is running / upcoming / sold_out / limit_reached."""
+    from siyu.commerce.promotions.models import FlashCustomerTally, FlashSale, PromotionStatus
+
+    now = timezone.now()
+    rows = (FlashSale.objects.select_related("sku__product")
+            .filter(workspace=workspace, status=PromotionStatus.ACTIVE, ends_at__gt=now,
+                    sku__active=True, sku__product__status="on_shelf"))
+    if sku_ids is not None:
+        rows = rows.filter(sku_id__in=list(sku_ids))
+    if sale_ids is not None:
+        rows = rows.filter(pk__in=[pk for pk in sale_ids if isinstance(pk, int)])
+    sales = list(rows.order_by("starts_at", "id")[:20])
+    taken = dict(FlashCustomerTally.objects.filter(sale__in=sales, customer=customer)
+                 .values_list("sale_id", "quantity"))
+    result = []
+    for sale in sales:
+        allowance = max(0, sale.per_customer_limit - taken.get(sale.pk, 0))
+        running = sale.starts_at <= now
+        state = ("upcoming" if not running else "sold_out" if sale.stock_left <= 0
+                 else "limit_reached" if allowance <= 0 else "running")
+        seconds = int(((sale.ends_at if running else sale.starts_at) - now).total_seconds())
+        result.append({
+            "id": sale.pk, "name": sale.name, "sku_id": sale.sku_id, "product_id": sale.sku.product_id,
+            "title": sale.sku.product.title,
+            "spec_text": " / ".join(f"{k}:{v}" for k, v in (sale.sku.specs or {}).items()),
+            "price_fen": sale.price_fen, "list_price_fen": sale.sku.price_fen, "stock_left": sale.stock_left,
+            "stock_total": sale.stock_total, "per_customer_limit": sale.per_customer_limit, "allowance": allowance,
+            "starts_at": sale.starts_at, "ends_at": sale.ends_at, "state": state, "seconds": seconds,
+            "countdown_text": _duration_text(seconds),
+            "deadline_ms": int((sale.ends_at if running else sale.starts_at).timestamp() * 1000),
+            "max_quantity": min(allowance, sale.stock_left),
+        })
+    return result

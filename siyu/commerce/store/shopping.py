@@ -89,9 +89,10 @@ def _cards_for(workspace, customer, product_ids: list[int]) -> dict[int, dict]:
 
 
 def place_order(*, shopper: Shopper, coupon_ids=(), points=0, address: Any, note: Any = "", source: str,
-                lines: Any = None, flash_sale_id: Any = None) -> Order:
+                lines: Any = None, flash_sale_id: Any = None, keep_cart: bool = False) -> Order:
     """Check out the cart's selected lines (or explicit ``lines`` from the mini-program, possibly a flash-sale
-    purchase); the bought lines leave the cart once the order exists."""
+    purchase); the bought lines leave the cart once the order exists, unless ``keep_cart`` (the H5 store's
+    立即购买 and 立即抢购 buy one line beside the cart, which stays as it was)."""
     address = parse_address(address)
     note = parse_text(note, limit=200, required=False, what_zh="订单备注", what_en="order note")
     coupon_ids, points = parse_coupon_ids(coupon_ids), parse_points(points)
@@ -108,9 +109,63 @@ def place_order(*, shopper: Shopper, coupon_ids=(), points=0, address: Any, note
     order = order_services.checkout(workspace=shopper.workspace, customer=shopper.customer, lines=lines,
                                     coupon_ids=coupon_ids, points=points, address=address, source=source,
                                     buyer_note=note, flash_sale_id=flash_sale_id)
+    if keep_cart:
+        return order
     carts.cart_lines_remove(workspace=shopper.workspace, customer=shopper.customer,
                             sku_ids=[sku_id for sku_id, _quantity in lines])
     return order
+
+
+def direct_line(*, shopper: Shopper, sku_id: Any, quantity: Any) -> tuple[Any, int]:
+    """立即购买: one SKU of this workspace, on sale, with the stock for ``quantity`` (the cart is not involved)."""
+    if sku_id in (None, ""):
+        raise SiyuError("sku_required", "请先选择规格", "Choose a variant first", status=400)
+    sku = carts.sku_for_sale(workspace=shopper.workspace, sku_id=sku_id)
+    quantity = parse_quantity(quantity if quantity not in (None, "") else "1")
+    carts.check_stock(sku, quantity)
+    return sku, quantity
+
+
+def _flash_limit(limit: int, allowance: int) -> SiyuError:
+    if allowance < limit:
+        return SiyuError("flash_limit_reached", f"秒杀商品每人限购 {limit} 件,您还可以抢购 {allowance} 件",
+                         f"At most {limit} per customer in this flash sale; you may still buy {allowance}",
+                         status=409, details={"per_customer_limit": limit, "allowance": allowance})
+    return SiyuError("flash_limit_reached", f"秒杀商品每人限购 {limit} 件",
+                     f"At most {limit} per customer in this flash sale", status=409,
+                     details={"per_customer_limit": limit, "allowance": allowance})
+
+
+def flash_line(*, shopper: Shopper, sale_id: Any, quantity: Any) -> tuple[Any, Any, int]:
+    """立即抢购: the running flash sale of this workspace, its SKU and a quantity within what this customer may
+    still buy and what is left; refusals use the promotions service's codes (the checkout decides again under
+    its conditional UPDATEs)."""
+    from django.utils import timezone
+
+    from siyu.commerce.promotions.models import FlashCustomerTally, FlashSale, PromotionStatus
+
+    sale_id = parse_id(sale_id, what_zh="秒杀活动", what_en="flash sale")
+    sale = FlashSale.objects.filter(workspace=shopper.workspace, pk=sale_id).first()
+    if sale is None:
+        raise SiyuError("flash_sale_not_found", "秒杀活动不存在", "Flash sale not found", status=404)
+    now = timezone.now()
+    if sale.status != PromotionStatus.ACTIVE or now >= sale.ends_at:
+        raise SiyuError("flash_sale_ended", "秒杀活动已结束", "The flash sale has ended", status=409)
+    if now < sale.starts_at:
+        raise SiyuError("flash_sale_not_started", "秒杀活动尚未开始", "The flash sale has not started", status=409)
+    sku = carts.sku_for_sale(workspace=shopper.workspace, sku_id=sale.sku_id)
+    quantity = parse_quantity(quantity if quantity not in (None, "") else "1")
+    if sale.stock_left <= 0:
+        raise SiyuError("flash_sold_out", "秒杀商品已抢光", "The flash sale is sold out", status=409)
+    taken = (FlashCustomerTally.objects.filter(sale=sale, customer=shopper.customer)
+             .values_list("quantity", flat=True).first() or 0)
+    allowance = max(0, sale.per_customer_limit - taken)
+    if quantity > allowance:
+        raise _flash_limit(sale.per_customer_limit, allowance)
+    if quantity > sale.stock_left:
+        raise SiyuError("flash_sold_out", f"秒杀商品仅剩 {sale.stock_left} 件", f"Only {sale.stock_left} left in the "
+                        "flash sale", status=409, details={"stock_left": sale.stock_left})
+    return sale, sku, quantity
 
 
 def order_of(*, shopper: Shopper, number: Any) -> Order:

@@ -9,6 +9,7 @@ code and both languages; nothing was changed by it.
 from __future__ import annotations
 
 from functools import wraps
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
@@ -71,6 +72,12 @@ def _context(request, shopper, **extra) -> dict:
 @store_page
 def home(request, shopper):
     data = selectors.home_page(workspace=shopper.workspace, customer=shopper.customer)
+    sale_ids = [zone["flash_sale_id"] for zone in data["zones"] if zone.get("flash_sale_id")]
+    if sale_ids:
+        offers = {offer["id"]: offer for offer in selectors.flash_offers(
+            workspace=shopper.workspace, customer=shopper.customer, sale_ids=sale_ids)}
+        for zone in data["zones"]:
+            zone["flash"] = offers.get(zone.get("flash_sale_id"))
     return render(request, "store/home.html", _context(request, shopper, tab="home", **data))
 
 
@@ -122,6 +129,8 @@ def product(request, shopper, product_id: int):
         description_html=page["description_html"], specs=page["specs"], skus=page["skus"],
         price_fen=page["price_fen"], list_price_fen=page["list_price_fen"],
         price_note=PRICE_NOTES.get(page["price_kind"], ""),
+        flash_offers=selectors.flash_offers(workspace=shopper.workspace, customer=shopper.customer,
+                                            sku_ids=[row["id"] for row in page["skus"]]),
         stock_state="in_stock" if total > 0 else "sold_out", stock_label="请选择规格" if total > 0 else "已售罄"))
 
 
@@ -160,10 +169,12 @@ def cart_add(request, shopper):
     sku_id = request.POST.get("sku_id")
     if not sku_id:
         raise SiyuError("sku_required", "请先选择规格", "Choose a variant first", status=400)
+    if request.POST.get("then") == "buy":  # 立即购买: a checkout of just this SKU; the cart is left as it is
+        sku, quantity = shopping.direct_line(shopper=shopper, sku_id=sku_id, quantity=request.POST.get("quantity"))
+        return HttpResponseRedirect(reverse("store:buy_now", kwargs={"slug": shopper.workspace.slug})
+                                    + "?" + urlencode({"sku_id": sku.pk, "quantity": quantity}))
     carts.cart_item_add(workspace=shopper.workspace, customer=shopper.customer, sku_id=sku_id,
                         quantity=request.POST.get("quantity", "1"))
-    if request.POST.get("then") == "buy":
-        return HttpResponseRedirect(reverse("store:checkout", kwargs={"slug": shopper.workspace.slug}))
     messages.success(request, _("已加入购物车"))
     product_id = request.POST.get("product_id")
     if product_id:
@@ -189,39 +200,102 @@ def cart_remove(request, shopper):
 
 
 # --- checkout and pay ---------------------------------------------------------------------------------------
-@require_http_methods(["GET", "POST"])
-@store_page
-def checkout(request, shopper):
+class Direct:
+    """A checkout of one line beside the cart: 立即购买 (a SKU) or 立即抢购 (a flash sale's SKU)."""
+
+    def __init__(self, *, sku, quantity: int, flash=None):
+        self.sku, self.quantity, self.flash = sku, quantity, flash
+
+    @property
+    def lines(self) -> list[dict]:
+        return [{"sku_id": self.sku.pk, "quantity": self.quantity}]
+
+    @property
+    def flash_sale_id(self):
+        return self.flash.pk if self.flash is not None else None
+
+    @property
+    def fields(self) -> dict:
+        """What the page's forms carry along (the quote form re-asks by GET, the order form posts)."""
+        return {"quantity": self.quantity} if self.flash is not None else {"sku_id": self.sku.pk,
+                                                                              "quantity": self.quantity}
+
+    def display(self) -> list[carts.CartLine]:
+        item = carts.CartItem(sku=self.sku, quantity=self.quantity, selected=True)
+        return [carts.CartLine(item=item, sku=self.sku, available=carts.sku_available(self.sku), on_sale=True)]
+
+
+def _checkout(request, shopper, direct: Direct | None, url: str):
     source = request.POST if request.method == "POST" else request.GET
     coupon_ids = parse_coupon_ids(source.getlist("coupon"))
     points = parse_points(source.get("points"))
     address = {name: (request.POST.get(name) or "").strip() for name in ADDRESS_FIELDS}
     if request.method == "POST":
         try:
-            order = shopping.place_order(shopper=shopper, coupon_ids=coupon_ids, points=points,
-                                         address=dict(request.POST.items()), note=request.POST.get("note"),
-                                         source="h5")
+            if direct is None:
+                order = shopping.place_order(shopper=shopper, coupon_ids=coupon_ids, points=points,
+                                             address=dict(request.POST.items()), note=request.POST.get("note"),
+                                             source="h5")
+            else:
+                order = shopping.place_order(shopper=shopper, coupon_ids=coupon_ids, points=points,
+                                             address=dict(request.POST.items()), note=request.POST.get("note"),
+                                             source="h5", lines=direct.lines, flash_sale_id=direct.flash_sale_id,
+                                             keep_cart=True)
         except SiyuError as error:
             if error.status >= 500:
                 raise
             messages.error(request, f"{error.message_zh}({error.code})")
-            response = _checkout_page(request, shopper, coupon_ids, points, address, request.POST.get("note", ""))
+            response = _checkout_page(request, shopper, coupon_ids, points, address, request.POST.get("note", ""),
+                                      direct, url)
             response.status_code = error.status
             return response
         return HttpResponseRedirect(reverse("store:order_pay_start", kwargs={"slug": shopper.workspace.slug,
                                                                              "number": order.number}))
-    return _checkout_page(request, shopper, coupon_ids, points, address, "")
+    return _checkout_page(request, shopper, coupon_ids, points, address, "", direct, url)
 
 
-def _checkout_page(request, shopper, coupon_ids, points, address, note) -> HttpResponse:
-    lines = [line for line in carts.cart_lines(workspace=shopper.workspace, customer=shopper.customer)
-             if line.item.selected]
-    if not lines:
-        raise SiyuError("cart_empty", "购物车里还没有选中的商品", "Nothing in the cart is selected", status=400)
+@require_http_methods(["GET", "POST"])
+@store_page
+def checkout(request, shopper):
+    return _checkout(request, shopper, None, reverse("store:checkout", kwargs={"slug": shopper.workspace.slug}))
+
+
+@require_http_methods(["GET", "POST"])
+@store_page
+def buy_now(request, shopper):
+    """立即购买: check out one SKU and quantity (from the product page) without touching the cart."""
+    source = request.POST if request.method == "POST" else request.GET
+    sku, quantity = shopping.direct_line(shopper=shopper, sku_id=source.get("sku_id"), quantity=source.get("quantity"))
+    return _checkout(request, shopper, Direct(sku=sku, quantity=quantity),
+                     reverse("store:buy_now", kwargs={"slug": shopper.workspace.slug}))
+
+
+@require_http_methods(["GET", "POST"])
+@store_page
+def flash_buy(request, shopper, sale_id: int):
+    """立即抢购: check out just the flash sale's line, within the per-customer limit, at the flash price."""
+    source = request.POST if request.method == "POST" else request.GET
+    sale, sku, quantity = shopping.flash_line(shopper=shopper, sale_id=sale_id, quantity=source.get("quantity"))
+    return _checkout(request, shopper, Direct(sku=sku, quantity=quantity, flash=sale),
+                     reverse("store:flash_buy", kwargs={"slug": shopper.workspace.slug, "sale_id": sale.pk}))
+
+
+def _checkout_page(request, shopper, coupon_ids, points, address, note, direct=None, url="") -> HttpResponse:
+    if direct is None:
+        lines = [line for line in carts.cart_lines(workspace=shopper.workspace, customer=shopper.customer)
+                 if line.item.selected]
+        if not lines:
+            raise SiyuError("cart_empty", "购物车里还没有选中的商品", "Nothing in the cart is selected", status=400)
+    else:
+        lines = direct.display()
     quote = quote_error = None
     try:
-        quote = shopping.cart_quote(workspace=shopper.workspace, customer=shopper.customer, coupon_ids=coupon_ids,
-                                    points=points)
+        if direct is None:
+            quote = shopping.cart_quote(workspace=shopper.workspace, customer=shopper.customer,
+                                        coupon_ids=coupon_ids, points=points)
+        else:
+            quote = shopping.lines_quote(shopper=shopper, lines=direct.lines, coupon_ids=coupon_ids, points=points,
+                                         flash_sale_id=direct.flash_sale_id)
     except SiyuError as error:
         quote_error = error
     if not any(address.values()):
@@ -230,7 +304,10 @@ def _checkout_page(request, shopper, coupon_ids, points, address, note) -> HttpR
         request, shopper, lines=_line_view(shopper.workspace, lines, {}), quote=quote, quote_error=quote_error,
         coupons=selectors.coupons_of(workspace=shopper.workspace, customer=shopper.customer, usable_only=True),
         coupon_ids=list(coupon_ids), points=points, points_balance=shopping.points_of(shopper.customer),
-        address=address, note=note))
+        address=address, note=note, place_url=url, direct_fields=direct.fields if direct else {},
+        flash=direct.flash if direct else None, back_url=(
+            reverse("store:product", kwargs={"slug": shopper.workspace.slug, "product_id": direct.sku.product_id})
+            if direct else reverse("store:cart", kwargs={"slug": shopper.workspace.slug}))))
 
 
 @require_GET

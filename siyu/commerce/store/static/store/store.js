@@ -126,8 +126,29 @@
     }
   }
 
+  // --- 秒杀: the time to the sale's start or end counts down; at zero the page reloads for the new state ----
+  function countdowns() {
+    var boxes = document.querySelectorAll("[data-countdown]");
+    if (!boxes.length) return;
+    function pad(n) { return (n < 10 ? "0" : "") + n; }
+    // reload only when a count reaches zero while the page is open (a skewed phone clock never loops)
+    var reloaded = false, started = Date.now();
+    function tick() {
+      boxes.forEach(function (box) {
+        var left = Math.max(0, Math.floor((parseInt(box.dataset.countdown, 10) - Date.now()) / 1000));
+        var days = Math.floor(left / 86400), rest = left % 86400;
+        var text = pad(Math.floor(rest / 3600)) + ":" + pad(Math.floor(rest % 3600 / 60)) + ":" + pad(rest % 60);
+        var target = box.querySelector(".countdown");
+        if (target) target.textContent = (days ? days + "天 " : "") + text;
+        if (left === 0 && !reloaded && parseInt(box.dataset.countdown, 10) > started) { reloaded = true; setTimeout(function () { window.location.reload(); }, 1000); }
+      });
+    }
+    tick();
+    setInterval(tick, 1000);
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
-    productPage(); steppers(); checkout(); pay(); awaitPaid();
+    productPage(); steppers(); countdowns(); checkout(); pay(); awaitPaid();
     if (!document.querySelector("[data-await-paid]")) sessionStorage.removeItem("siyu-await");
   });
 })();
