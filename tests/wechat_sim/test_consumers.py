@@ -17,6 +17,7 @@ import requests
 from siyu.wechat_sim import consumers, crypto, mp, pay, work
 from siyu.wechat_sim.server import Simulator
 from siyu.wechat_sim.state import SimApp
+from tests.commerce import store_fixtures
 
 OFFICIAL = "wx00000000000000a1"
 MINIAPP = "wx00000000000000b2"
@@ -257,7 +258,7 @@ def test_drive_option_runs_the_consumers_inside_the_simulator_process():
 
 
 # --- shopping against a live Siyu (in-process: the store fixture's simulator delivers through the test client) ---
-from tests.commerce.store_fixtures import store, wechat_app_factory, wechat_sim  # noqa: E402, F401 (fixtures)
+store, wechat_sim, wechat_app_factory = store_fixtures.store, store_fixtures.wechat_sim, store_fixtures.wechat_app_factory
 
 
 @pytest.mark.django_db
