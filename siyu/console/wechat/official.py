@@ -11,6 +11,7 @@ from django.db.models import Count, Q
 from django.shortcuts import redirect
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
@@ -186,7 +187,8 @@ def qrcode_list(request):
     codes = list(ChannelQrCode.objects.filter(workspace=request.workspace).select_related("app")
                  .filter(**({"app": app} if app else {})))
     now = timezone.now()
-    rows = [{"code": code, "channel": channel_label(code.channel), "image": services.qrcode_image_url(code),
+    language = get_language() or "zh-hans"
+    rows = [{"code": code, "channel": channel_label(code.channel, language), "image": services.qrcode_image_url(code),
              "expired": code.expires_at is not None and code.expires_at <= now} for code in codes]
     return page(request, "console/wechat/official/qrcodes.html", {
         "accounts": apps_of(workspace=request.workspace, kind=AppKind.OFFICIAL), "app": app, "rows": rows,
