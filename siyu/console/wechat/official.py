@@ -8,8 +8,7 @@ from datetime import datetime, time
 
 from django.contrib import messages
 from django.db.models import Count, Q
-from django.shortcuts import redirect
-from django.urls import path, reverse
+from django.urls import path
 from django.utils import timezone
 from django.utils.translation import get_language
 from django.utils.translation import gettext as _
@@ -17,6 +16,7 @@ from django.views.decorators.http import require_POST
 
 from siyu.console.access import MANAGER_ROLES, console_view
 from siyu.console.rendering import page
+from siyu.console.wechat.accounts import account_back, account_chosen, account_required
 from siyu.core.channel_codes import channel_label
 from siyu.core.errors import SiyuError
 from siyu.customers.models import Event, Tag
@@ -34,26 +34,15 @@ MENU_EXAMPLE = {"button": [{"type": "click", "name": "今日推荐", "key": "TOD
 
 
 def _app(request) -> WeChatApp | None:
-    """The official account the page is about: ``?app=<appid>`` (or the posted one), else the first."""
-    appid = (request.POST.get("app") or request.GET.get("app") or "").strip()
-    accounts = WeChatApp.objects.filter(workspace=request.workspace, kind=AppKind.OFFICIAL).order_by("name", "pk")
-    if appid:
-        app = accounts.filter(appid=appid).first()
-        if app is None:
-            raise SiyuError("not_found", "公众号不存在", "Official account not found", status=404)
-        return app
-    return accounts.first()
+    return account_chosen(request, AppKind.OFFICIAL)
 
 
 def _posted_app(request) -> WeChatApp:
-    app = _app(request)
-    if app is None:
-        raise SiyuError("wechat_app_missing", "请先接入公众号", "Connect an official account first", status=400)
-    return app
+    return account_required(request, AppKind.OFFICIAL)
 
 
 def _back(app: WeChatApp, anchor: str = "", name: str = "console:wechat_official"):
-    return redirect(f"{reverse(name)}?app={app.appid}{'#' + anchor if anchor else ''}")
+    return account_back(app, name, anchor)
 
 
 def _today_start() -> datetime:

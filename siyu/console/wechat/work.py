@@ -5,8 +5,7 @@ Operators and admins edit; analysts read; service staff have no access."""
 from __future__ import annotations
 
 from django.contrib import messages
-from django.shortcuts import redirect
-from django.urls import path, reverse
+from django.urls import path
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
@@ -14,11 +13,13 @@ from django.views.decorators.http import require_POST
 from siyu.channels.models import Channel
 from siyu.console.access import MANAGER_ROLES, console_view
 from siyu.console.rendering import page
+from siyu.console.wechat.accounts import account_back, account_chosen, account_required
 from siyu.core.channel_codes import CHANNELS, channel_label
 from siyu.core.errors import SiyuError
 from siyu.core.timeutil import local_day
 from siyu.customers.models import Tag
 from siyu.wechat.clients import WeChatApiError
+from siyu.wechat.credentials import apps_of
 from siyu.wechat.models import AppKind, WeChatApp
 from siyu.wechat.work import campaigns, contact_ways, selectors, transfers
 from siyu.wechat.work.models import (
@@ -36,36 +37,21 @@ READERS = frozenset({"admin", "operator", "analyst"})
 
 
 def _app(request) -> WeChatApp | None:
-    """The corp the page is about: ``?app=<corpid>`` (or the posted one), else the first."""
-    corpid = (request.POST.get("app") or request.GET.get("app") or "").strip()
-    corps = WeChatApp.objects.filter(workspace=request.workspace, kind=AppKind.WORK).order_by("name", "pk")
-    if corpid:
-        app = corps.filter(appid=corpid).first()
-        if app is None:
-            raise SiyuError("not_found", "企业微信不存在", "WeCom corp not found", status=404)
-        return app
-    return corps.first()
+    return account_chosen(request, AppKind.WORK)
 
 
 def _posted_app(request) -> WeChatApp:
-    app = _app(request)
-    if app is None:
-        raise SiyuError("wechat_app_missing", "请先接入企业微信", "Connect a WeCom corp first", status=400)
-    return app
+    return account_required(request, AppKind.WORK)
 
 
 def _back(app: WeChatApp, name: str = "console:wechat_work", anchor: str = ""):
-    return redirect(f"{reverse(name)}?app={app.appid}{'#' + anchor if anchor else ''}")
-
-
-def _corps(request):
-    return list(WeChatApp.objects.filter(workspace=request.workspace, kind=AppKind.WORK).order_by("name", "pk"))
+    return account_back(app, name, anchor)
 
 
 @console_view(roles=READERS)
 def work_overview(request):
     app = _app(request)
-    context: dict = {"corps": _corps(request), "app": app, "can_manage": request.membership.role in MANAGER_ROLES}
+    context: dict = {"corps": apps_of(workspace=request.workspace, kind=AppKind.WORK), "app": app, "can_manage": request.membership.role in MANAGER_ROLES}
     if app is not None:
         context.update(
             staff_rows=selectors.staff_rows(app=app),
@@ -161,7 +147,7 @@ def work_transfer(request):
 @console_view(roles=READERS)
 def contact_ways_page(request):
     app = _app(request)
-    context: dict = {"corps": _corps(request), "app": app, "can_manage": request.membership.role in MANAGER_ROLES}
+    context: dict = {"corps": apps_of(workspace=request.workspace, kind=AppKind.WORK), "app": app, "can_manage": request.membership.role in MANAGER_ROLES}
     if app is not None:
         ways = list(ContactWay.objects.filter(app=app, active=True).select_related("fallback")
                     .prefetch_related("tags", "members__staff").order_by("channel", "pk"))
