@@ -50,6 +50,26 @@ def admin_membership(workspace):
     return membership_grant(workspace=workspace, username="admin", password="pass-12345", role="admin")
 
 
+@pytest.fixture(autouse=True)
+def fast_passwords(settings):
+    """Tests create many logins: a fast hasher (passwords still checked, just cheaply)."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def clients(workspace):
+    """A logged-in test client per role of ``workspace`` (tests/console has its own, with named members)."""
+    from django.test import Client
+
+    result = {}
+    for role in ("admin", "operator", "service", "analyst"):
+        membership = membership_grant(workspace=workspace, username=f"{role}-client", password="pass-12345", role=role)
+        client = Client()
+        client.force_login(membership.user)
+        result[role] = client
+    return result
+
+
 @pytest.fixture
 def now():
     return timezone.now()

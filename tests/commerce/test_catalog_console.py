@@ -10,29 +10,12 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
 from siyu.commerce.catalog.models import CatalogImage, Category, Product, Sku, StockMovement, StorePage
-from siyu.core.services import membership_grant
 from tests.commerce.catalog_fixtures import make_category, make_product
 
 pytestmark = pytest.mark.django_db
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x01" * 40
 PAGES = ["/commerce/products/", "/commerce/products/new/", "/commerce/inventory/", "/commerce/storefront/"]
-
-
-@pytest.fixture(autouse=True)
-def fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture
-def clients(workspace):
-    result = {}
-    for role in ("admin", "operator", "service", "analyst"):
-        membership = membership_grant(workspace=workspace, username=f"cat-{role}", password="pass-12345", role=role)
-        client = Client()
-        client.force_login(membership.user)
-        result[role] = client
-    return result
 
 
 def product_post(**overrides):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from django.test import Client
 
 from siyu.commerce.promotions.models import (
     Coupon,
@@ -13,7 +12,6 @@ from siyu.commerce.promotions.models import (
     LimitedTimeDiscount,
 )
 from siyu.commerce.promotions.services import coupon_claim, flash_commit, flash_reserve
-from siyu.core.services import membership_grant
 from siyu.customers.models import CustomerTag, Tag, TagGroup
 from tests.commerce.catalog_fixtures import make_category, make_product
 from tests.commerce.promotions_fixtures import make_coupon_template, make_customer, make_flash_sale
@@ -22,22 +20,6 @@ pytestmark = pytest.mark.django_db
 
 PAGES = ["/commerce/promotions/", "/commerce/coupons/"]
 WINDOW = {"starts_at": "2026-01-01T10:00", "ends_at": "2036-01-01T10:00"}
-
-
-@pytest.fixture(autouse=True)
-def fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture
-def clients(workspace):
-    result = {}
-    for role in ("admin", "operator", "service", "analyst"):
-        membership = membership_grant(workspace=workspace, username=f"promo-{role}", password="pass-12345", role=role)
-        client = Client()
-        client.force_login(membership.user)
-        result[role] = client
-    return result
 
 
 def snapshot():

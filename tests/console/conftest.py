@@ -8,12 +8,6 @@ from django.test import Client
 from siyu.core.services import membership_grant
 
 
-@pytest.fixture(autouse=True)
-def fast_passwords(settings):
-    # The real hasher costs about a second per password; these tests are about pages, not hashing.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def _client_for(membership) -> Client:
     client = Client()
     client.force_login(membership.user)

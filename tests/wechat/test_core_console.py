@@ -4,34 +4,16 @@ with nothing changed, changes audited."""
 from __future__ import annotations
 
 import pytest
-from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
 from siyu.core.models import AuditLog
-from siyu.core.services import membership_grant
 from siyu.wechat.credentials import app_save
 from siyu.wechat.models import ApiIssue, WeChatApp
 
 pytestmark = pytest.mark.django_db
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 SECRET = "0123456789abcdef0123456789abcdef"
-
-
-@pytest.fixture(autouse=True)
-def fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture
-def clients(workspace):
-    result = {}
-    for role in ("admin", "operator", "service", "analyst"):
-        membership = membership_grant(workspace=workspace, username=f"{role}-wx", password="pass-12345", role=role)
-        client = Client()
-        client.force_login(membership.user)
-        result[role] = client
-    return result
 
 
 @pytest.fixture

@@ -6,32 +6,14 @@ import json
 from datetime import timedelta
 
 import pytest
-from django.test import Client
 from django.utils import timezone
 
-from siyu.core.services import membership_grant
 from siyu.wechat.official import services
 from siyu.wechat.official.models import AutoReplyRule, ChannelQrCode, Follower, MessageSend, OfficialSettings
 from siyu.wechat_sim import mp
 from tests.wechat.official_support import official_account
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture
-def clients(workspace):
-    result = {}
-    for role in ("admin", "operator", "service", "analyst"):
-        membership = membership_grant(workspace=workspace, username=f"{role}-user", password="pass-12345", role=role)
-        client = Client()
-        client.force_login(membership.user)
-        result[role] = client
-    return result
 
 
 @pytest.fixture

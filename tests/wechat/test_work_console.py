@@ -4,9 +4,7 @@ nothing changed."""
 from __future__ import annotations
 
 import pytest
-from django.test import Client
 
-from siyu.core.services import membership_grant
 from siyu.wechat.work.contact_ways import contact_way_save
 from siyu.wechat.work.models import ContactWay, MassSend, MassSendRecipient, MassSendStatus, RecipientStatus
 from siyu.wechat_sim import work as sim_work
@@ -15,22 +13,6 @@ from tests.wechat.work_fixtures import sim_corp
 
 corp, staff, immediate_tasks = work_fixtures.corp, work_fixtures.staff, work_fixtures.immediate_tasks
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture
-def clients(workspace):
-    result = {}
-    for role in ("admin", "operator", "service", "analyst"):
-        membership = membership_grant(workspace=workspace, username=f"{role}-user", password="pass-12345", role=role)
-        client = Client()
-        client.force_login(membership.user)
-        result[role] = client
-    return result
 
 
 @pytest.fixture
