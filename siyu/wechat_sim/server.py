@@ -106,11 +106,7 @@ def route(method: str, host: str, path: str, *, prefix: bool = False) -> Callabl
 
 def _load_areas() -> None:
     for name in AREA_MODULES:
-        try:
-            importlib.import_module(f"siyu.wechat_sim.{name}")
-        except ModuleNotFoundError as error:
-            if error.name != f"siyu.wechat_sim.{name}":
-                raise
+        importlib.import_module(f"siyu.wechat_sim.{name}")
 
 
 class Simulator:

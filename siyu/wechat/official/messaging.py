@@ -15,7 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from siyu.core.errors import SiyuError
@@ -255,7 +255,8 @@ def _mass(send: MessageSend, client, pending: list[str]) -> WeChatApiError | Non
 
 
 def _settle(send: MessageSend, stopped: WeChatApiError | None) -> MessageSend:
-    counts = {status: send.recipients.filter(status=status).count() for status in RecipientStatus.values}
+    counts = dict.fromkeys(RecipientStatus.values, 0)
+    counts.update(send.recipients.values_list("status").annotate(n=Count("pk")).order_by())
     now = timezone.now()
     send.next_attempt_at = None
     if stopped is not None and counts[RecipientStatus.PENDING]:
