@@ -10,6 +10,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from siyu.console.access import MANAGER_ROLES, console_view, posted_object
+from siyu.console.customer_panels import panels_for
 from siyu.console.rendering import page
 from siyu.core.channel_codes import CHANNELS, channel_label
 from siyu.core.errors import SiyuError
@@ -102,6 +103,7 @@ def customer_detail(request, customer_id: int):
         "events": events,
         "merges": customer_merge_history(customer=customer),
         "can_merge": membership.role in MANAGER_ROLES,
+        "panels": panels_for(request, customer),
     }, active="customers")
 
 

@@ -55,8 +55,12 @@ NAVIGATION: tuple[NavGroup, ...] = (
     NavGroup(_("运营"), (
         NavItem("customers", _("客户"), "console:customer_list"),
         NavItem("tags", _("标签"), "console:tags"),
-        NavItem("journeys", _("自动化旅程")),
-        NavItem("community", _("社群运营")),
+        NavItem("segments", _("客户分群"), "console:segments"),
+        NavItem("rfm", _("RFM 分层与生命周期"), "console:rfm"),
+        NavItem("journeys", _("自动化旅程"), "console:journeys"),
+        NavItem("community", _("社群运营"), "console:communities"),
+        NavItem("service", _("智能客服"), "console:service"),
+        NavItem("inbox", _("员工任务"), "console:inbox"),
     )),
     NavGroup(_("微信生态"), (
         NavItem("wechat_official", _("公众号"), "console:wechat_official"),
@@ -77,6 +81,7 @@ NAVIGATION: tuple[NavGroup, ...] = (
     NavGroup(_("增长"), (
         NavItem("referral", _("老带新裂变")),
         NavItem("points", _("积分与会员"), "console:loyalty_members"),
+        NavItem("growth_tasks", _("成长任务"), "console:loyalty_tasks"),
     )),
     NavGroup(_("数据分析"), (
         NavItem("funnels", _("漏斗与留存")),

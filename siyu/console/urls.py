@@ -23,4 +23,5 @@ urlpatterns = [
     path("tags/bulk/", tag_views.tags_bulk_apply, name="tags_bulk_apply"),
     path("wechat/", include("siyu.console.wechat.urls")),
     path("commerce/", include("siyu.console.commerce.urls")),
+    path("ops/", include("siyu.console.engagement.urls")),
 ]

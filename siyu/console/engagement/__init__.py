@@ -1,0 +1,1 @@
+"""Console pages of the operations layer, one module per area (each exports ``urlpatterns``)."""

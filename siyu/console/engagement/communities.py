@@ -1,0 +1,3 @@
+"""Console pages: communities (see siyu/engagement/communities)."""
+
+urlpatterns: list = []

@@ -1,0 +1,3 @@
+"""Console pages: inbox (see siyu/engagement/inbox)."""
+
+urlpatterns: list = []

@@ -1,0 +1,3 @@
+"""Console pages: journeys (see siyu/engagement/journeys)."""
+
+urlpatterns: list = []

@@ -1,0 +1,3 @@
+"""Console pages: rfm (see siyu/engagement/rfm)."""
+
+urlpatterns: list = []

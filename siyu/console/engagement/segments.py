@@ -1,0 +1,3 @@
+"""Console pages: segments (see siyu/engagement/segments)."""
+
+urlpatterns: list = []

@@ -1,0 +1,3 @@
+"""Console pages: service (see siyu/engagement/service)."""
+
+urlpatterns: list = []

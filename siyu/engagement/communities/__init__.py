@@ -1,0 +1,1 @@
+"""社群运营: groups by type linked to WeCom customer groups, rules, rhythm, moderation, metrics, KOC."""

@@ -1,0 +1,1 @@
+"""Journeys (SOP automation): trigger → waits → conditions → actions, with caps and quiet hours."""

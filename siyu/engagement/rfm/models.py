@@ -1,0 +1,66 @@
+"""Per-customer scores: R, F, M and their inputs, the layer under each preset, and the lifecycle stage.
+
+``CustomerScore`` is one row per customer (no row: never scored), rewritten by the scoring job; every move
+between layers or stages is a ``LayerChange`` row (and an event automation can react to).
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from siyu.core.models import Workspace
+from siyu.customers.models import Customer
+
+
+class LifecycleStage(models.TextChoices):
+    NEW = "new", _("新客")
+    ACTIVE = "active", _("活跃")
+    SILENT = "silent", _("沉默")
+    CHURNED = "churned", _("流失")
+
+
+class CustomerScore(models.Model):
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")
+    customer = models.OneToOneField(Customer, on_delete=models.CASCADE, related_name="score")
+    # R, F, M over paid orders (net of refunds): days since the last order (null: never ordered), orders, fen.
+    recency_days = models.IntegerField(null=True, blank=True)
+    frequency = models.IntegerField(default=0)
+    monetary_fen = models.BigIntegerField(default=0)
+    first_order_at = models.DateTimeField(null=True, blank=True)
+    last_order_at = models.DateTimeField(null=True, blank=True)
+    # Inputs of seed 002's thresholds.
+    spend_30d_fen = models.BigIntegerField(default=0)
+    spend_365d_fen = models.BigIntegerField(default=0)
+    interactions_7d = models.IntegerField(default=0)
+    views_30d = models.IntegerField(default=0)
+    coupon_orders_365d = models.IntegerField(default=0)
+    # Layers: seed 002's five tiers and seed 003's six classes (codes defined in rfm.presets).
+    rfm5 = models.CharField(max_length=16, blank=True, default="")
+    rfm6 = models.CharField(max_length=16, blank=True, default="")
+    lifecycle = models.CharField(max_length=8, choices=LifecycleStage.choices, default=LifecycleStage.NEW)
+    computed_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["workspace", "rfm5"]), models.Index(fields=["workspace", "rfm6"]),
+                   models.Index(fields=["workspace", "lifecycle"])]
+
+    def __str__(self) -> str:
+        return f"{self.customer_id}: {self.rfm5}/{self.rfm6}/{self.lifecycle}"
+
+
+class LayerChange(models.Model):
+    """History of moves: kind is rfm5, rfm6 or lifecycle."""
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="layer_changes")
+    kind = models.CharField(max_length=16)
+    from_code = models.CharField(max_length=16, blank=True, default="")
+    to_code = models.CharField(max_length=16)
+    at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["workspace", "kind", "at"]), models.Index(fields=["customer", "at"])]
+
+    def __str__(self) -> str:
+        return f"{self.customer_id} {self.kind}: {self.from_code} → {self.to_code}"

@@ -1,0 +1,1 @@
+"""Segments: condition trees over attributes, tags, RFM, lifecycle, tier, points, communities and events."""
