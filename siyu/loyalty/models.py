@@ -84,7 +84,9 @@ class Reason(models.TextChoices):
     MERGE_IN = "merge_in", _("客户合并转入")
 
 
-EARN_REASONS = frozenset({Reason.PURCHASE, Reason.CHECKIN, Reason.SHARE, Reason.REVIEW, Reason.TASK})
+# A lottery prize of points is an earn with reason "lottery" (its cost is a burn with the same reason).
+EARN_REASONS = frozenset({Reason.PURCHASE, Reason.CHECKIN, Reason.SHARE, Reason.REVIEW, Reason.TASK,
+                          Reason.LOTTERY})
 BURN_REASONS = frozenset({Reason.CHECKOUT, Reason.EXCHANGE, Reason.LOTTERY})
 
 
@@ -288,3 +290,242 @@ class TierChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.customer_id}: {self.from_code} → {self.to_code}"
+
+
+# ------------------------------------------------------------------------------------- membership activities
+# Check-in, share and review rewards, growth tasks (成长任务), the exchange mall and the lottery, and the
+# notices of tier changes. Points always move through the ledger above (siyu.loyalty.points); these rows say
+# why, and their unique keys make every reward happen exactly once.
+
+
+class MemberRules(models.Model):
+    """Per-workspace rules of the point sources and burns; a workspace without a row uses these defaults."""
+
+    workspace = models.OneToOneField(Workspace, on_delete=models.CASCADE, related_name="member_rules")
+    checkin_enabled = models.BooleanField(default=True)
+    checkin_points = models.PositiveIntegerField(default=5)
+    # {"streak day": bonus points}: a bonus on the day a streak reaches that length, e.g. {"7": 20, "30": 100}.
+    checkin_streak_bonus = models.JSONField(default=dict, blank=True)
+    share_points = models.PositiveIntegerField(default=2)
+    share_daily_cap = models.PositiveSmallIntegerField(default=3)
+    review_points = models.PositiveIntegerField(default=10)
+    review_min_chars = models.PositiveSmallIntegerField(default=5)
+    review_max_chars = models.PositiveSmallIntegerField(default=500)
+    lottery_enabled = models.BooleanField(default=True)
+    lottery_cost = models.PositiveIntegerField(default=50)
+    lottery_daily_limit = models.PositiveSmallIntegerField(default=5)
+    # Tier-change notices: a 公众号 template (to followers) and/or a 小程序 subscribe-message template.
+    tier_notice_template_id = models.CharField(max_length=64, blank=True, default="")
+    tier_notice_subscribe_template_id = models.CharField(max_length=64, blank=True, default="")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"member rules {self.workspace_id}"
+
+
+class CheckIn(models.Model):
+    """One check-in per customer per Shanghai day (the unique key makes concurrent taps one check-in)."""
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="check_ins")
+    day = models.DateField()
+    streak = models.PositiveIntegerField()
+    points = models.PositiveIntegerField(default=0)
+    bonus = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["customer", "day"], name="loyalty_checkin_once_a_day")]
+        indexes = [models.Index(fields=["workspace", "day"])]
+
+    def __str__(self) -> str:
+        return f"{self.customer_id} {self.day} ×{self.streak}"
+
+
+class ShareReward(models.Model):
+    """A share of a product or page; rewarded while the day's cap lasts (points 0 beyond it)."""
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="+")
+    ref = models.CharField(max_length=128)
+    target = models.CharField(max_length=200)
+    day = models.DateField()
+    points = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["workspace", "customer", "ref"], name="loyalty_share_unique")]
+        indexes = [models.Index(fields=["customer", "day"])]
+
+    def __str__(self) -> str:
+        return f"share {self.target} ({self.points})"
+
+
+class TaskKind(models.TextChoices):
+    NEWBIE = "newbie", _("新手任务")
+    DAILY = "daily", _("日常任务")
+
+
+class TaskTrigger(models.TextChoices):
+    PROFILE_COMPLETED = "profile_completed", _("完善资料")
+    FIRST_ORDER = "first_order", _("首单购买")
+    COMMUNITY_JOINED = "community_joined", _("加入社群")
+    CHECKIN = "checkin", _("签到")
+    BROWSE = "browse", _("浏览商品")
+    SHARE = "share", _("分享")
+
+
+class GrowthTask(models.Model):
+    """A growth task (成长任务): done after ``target`` distinct steps of its trigger; the reward is claimed once
+    ever (新手) or once per Shanghai day (日常)."""
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=8, choices=TaskKind.choices)
+    trigger = models.CharField(max_length=24, choices=TaskTrigger.choices)
+    title = models.CharField(max_length=64)
+    target = models.PositiveSmallIntegerField(default=1)
+    reward_points = models.PositiveIntegerField(default=0)
+    reward_growth = models.PositiveIntegerField(default=0)
+    is_active = models.BooleanField(default=True)
+    sort = models.IntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["kind", "sort", "pk"]
+        constraints = [models.UniqueConstraint(fields=["workspace", "kind", "trigger"], name="loyalty_task_unique"),
+                       models.CheckConstraint(condition=Q(target__gte=1), name="loyalty_task_target_positive")]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class TaskProgress(models.Model):
+    """A customer's progress on a task in one period ("once" for 新手, the Shanghai day for 日常)."""
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")
+    task = models.ForeignKey(GrowthTask, on_delete=models.CASCADE, related_name="progress")
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="task_progress")
+    period = models.CharField(max_length=10)
+    count = models.PositiveIntegerField(default=0)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["task", "customer", "period"], name="loyalty_progress_unique")]
+        indexes = [models.Index(fields=["workspace", "period"])]
+
+    def __str__(self) -> str:
+        return f"{self.task_id}/{self.customer_id}/{self.period}: {self.count}"
+
+
+class TaskStep(models.Model):
+    """One distinct step counted towards a progress (a product viewed, a day checked in): a replayed event
+    finds its step and counts nothing."""
+
+    progress = models.ForeignKey(TaskProgress, on_delete=models.CASCADE, related_name="steps")
+    key = models.CharField(max_length=128)
+    at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["progress", "key"], name="loyalty_task_step_unique")]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class RewardKind(models.TextChoices):
+    COUPON = "coupon", _("优惠券")
+    GIFT = "gift", _("实物礼品")
+    POINTS = "points", _("积分")
+    NOTHING = "nothing", _("谢谢参与")
+
+
+class ExchangeItem(models.Model):
+    """An item of the points mall: a coupon (of a promotions coupon template) or a gift, for points."""
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")
+    title = models.CharField(max_length=64)
+    kind = models.CharField(max_length=8, choices=RewardKind.choices)
+    coupon_template_id = models.BigIntegerField(null=True, blank=True)  # commerce's id: loyalty sits below it
+    points_cost = models.PositiveIntegerField()
+    stock = models.PositiveIntegerField(default=0)
+    per_customer_limit = models.PositiveSmallIntegerField(default=1)  # 0 = no limit
+    is_active = models.BooleanField(default=True)
+    sort = models.IntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["sort", "pk"]
+        constraints = [models.CheckConstraint(condition=Q(points_cost__gte=1), name="loyalty_exchange_cost_positive"),
+                       models.CheckConstraint(condition=Q(kind__in=["coupon", "gift"]),
+                                              name="loyalty_exchange_kind_valid")]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class ExchangeRedemption(models.Model):
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="+")
+    item = models.ForeignKey(ExchangeItem, on_delete=models.PROTECT, related_name="redemptions")
+    ref = models.CharField(max_length=96)
+    points = models.PositiveIntegerField()
+    created_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["workspace", "ref"], name="loyalty_redemption_unique_ref")]
+        indexes = [models.Index(fields=["item", "customer"])]
+
+    def __str__(self) -> str:
+        return f"{self.item_id} for {self.points} ({self.ref})"
+
+
+class LotteryPrize(models.Model):
+    """A row of the prize table: odds as an integer weight, stock that never goes below zero."""
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")
+    name = models.CharField(max_length=64)
+    kind = models.CharField(max_length=8, choices=RewardKind.choices)
+    weight = models.PositiveIntegerField()
+    stock = models.PositiveIntegerField(null=True, blank=True)  # None: unlimited (e.g. 谢谢参与)
+    points = models.PositiveIntegerField(default=0)
+    coupon_template_id = models.BigIntegerField(null=True, blank=True)
+    is_active = models.BooleanField(default=True)
+    sort = models.IntegerField(default=0)
+
+    class Meta:
+        ordering = ["sort", "pk"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class LotteryDraw(models.Model):
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="+")
+    ref = models.CharField(max_length=96)
+    prize = models.ForeignKey(LotteryPrize, null=True, blank=True, on_delete=models.PROTECT, related_name="draws")
+    cost = models.PositiveIntegerField()
+    day = models.DateField()
+    created_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["workspace", "ref"], name="loyalty_draw_unique_ref")]
+        indexes = [models.Index(fields=["customer", "day"])]
+
+    def __str__(self) -> str:
+        return f"draw {self.ref}: {self.prize_id}"
+
+
+class TierNotice(models.Model):
+    """The notice of one tier change to the customer: one row per change (idempotent), with how it went."""
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")
+    change = models.OneToOneField(TierChange, on_delete=models.CASCADE, related_name="notice")
+    channel = models.CharField(max_length=12, blank=True, default="")  # official / miniapp / "" (none)
+    status = models.CharField(max_length=12)  # sent / queued / skipped / failed
+    detail = models.CharField(max_length=255, blank=True, default="")
+    created_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"notice {self.change_id}: {self.status}"

@@ -57,6 +57,8 @@ class Product(models.Model):
     tags_text = models.CharField(max_length=600, blank=True, default="")
     # Spec names in the operator's order ("颜色" before "尺码"): PostgreSQL's jsonb does not keep key order.
     spec_names = models.JSONField(default=list, blank=True)
+    # 会员专享: only customers of this tier or above may buy ("" = everyone); a loyalty tier code.
+    min_tier = models.CharField(_("专享会员等级"), max_length=8, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -43,3 +43,32 @@ class CartItem(models.Model):
 
     def __str__(self) -> str:
         return f"{self.quantity} × sku {self.sku_id}"
+
+
+class ReviewStatus(models.TextChoices):
+    PUBLISHED = "published", _("已发布")
+    HIDDEN = "hidden", _("已隐藏")
+
+
+class ProductReview(models.Model):
+    """A buyer's review of one line of a delivered order (one per line), rewarded with points once."""
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="+")
+    order_line = models.OneToOneField("commerce_orders.OrderLine", on_delete=models.CASCADE, related_name="review")
+    product_id = models.BigIntegerField(null=True, blank=True)
+    rating = models.PositiveSmallIntegerField(_("评分"))
+    text = models.TextField(_("评价内容"))
+    status = models.CharField(max_length=10, choices=ReviewStatus.choices, default=ReviewStatus.PUBLISHED)
+    points = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("商品评价")
+        verbose_name_plural = _("商品评价")
+        constraints = [models.CheckConstraint(condition=models.Q(rating__gte=1) & models.Q(rating__lte=5),
+                                              name="store_review_rating_range")]
+        indexes = [models.Index(fields=["workspace", "product_id", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"review of line {self.order_line_id}: {self.rating}★"
