@@ -65,6 +65,7 @@ def _mount_routers() -> None:
 
     api.add_router("/v1", customers_router)
     api.add_router("/mini/v1", "siyu.commerce.store.api.router")
+    api.add_router("/v1", "siyu.engagement.communities.api.router")  # the 会话内容存档 message bridge
 
 
 _mount_routers()
