@@ -34,6 +34,7 @@ class StaffTask(models.Model):
     ref = models.CharField(max_length=128)  # idempotency key within the source (e.g. "run:12:step:3")
     level = models.CharField(max_length=8, choices=TaskLevel.choices, default=TaskLevel.JUNIOR)
     title = models.CharField(max_length=200)
+    priority = models.PositiveSmallIntegerField(default=0)  # 1: a customer whose tier has 优先客服
     body = models.TextField(blank=True, default="")
     payload = models.JSONField(default=dict, blank=True)
     assignee = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,

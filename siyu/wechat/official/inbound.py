@@ -5,12 +5,19 @@ openid (namespace = AppID) and, when the account is bound to an open platform, t
 ``user/info``; the channel is the one the QR code's scene is bound to, else 公众号's own. Event ids are
 derived from the message (MsgId, or sender + CreateTime + event), so WeChat's retries are duplicates and
 change nothing — QR counters and followers move only when the event was accepted.
+
+A newly accepted text message is also published as the domain event ``MESSAGE_RECEIVED`` on commit, for
+higher layers (the service bot) to answer through customer-service messages; this area never imports them.
+Such a layer registers a *default-reply taker* (:func:`default_reply_taker_register`): when it says it will
+answer for the account, the account's passive default reply is left out. The account's own keyword rules
+still answer at once (passively, within WeChat's 5 s); the event says so (``answered``) so nobody answers twice.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +27,7 @@ from django.db.models import F
 from django.utils import timezone
 from wechatpy.replies import TextReply
 
+from siyu.core.domain_events import publish
 from siyu.customers.ingestion import events_ingest
 from siyu.wechat.callbacks import CallbackMessage
 from siyu.wechat.clients import WeChatApiError, official_client, wechat_call
@@ -30,6 +38,27 @@ from siyu.wechat.official.services import OFFICIAL_CHANNEL, official_settings
 
 logger = logging.getLogger(__name__)
 TEXT_PROPERTY_MAX = 1000
+
+# workspace_id, app_id (WeChatApp pk), appid, openid, customer_id (or None), text, msg_id, answered (bool:
+# the account's keyword rule already replied passively)
+MESSAGE_RECEIVED = "wechat_official.message_received"
+_default_reply_takers: list[Callable[[WeChatApp], bool]] = []
+
+
+def default_reply_taker_register(taker: Callable[[WeChatApp], bool]) -> None:
+    """``taker(app)`` returns True when a higher layer answers this account's text messages itself."""
+    if taker not in _default_reply_takers:
+        _default_reply_takers.append(taker)
+
+
+def _default_reply_taken(app: WeChatApp) -> bool:
+    for taker in list(_default_reply_takers):
+        try:
+            if taker(app):
+                return True
+        except Exception:  # a broken taker must not cost the customer their default reply
+            logger.exception("default-reply taker %r failed", taker)
+    return False
 
 
 @dataclass
@@ -106,7 +135,13 @@ def callback_handle(*, message: CallbackMessage) -> Handled:
                                             {"text": text[:TEXT_PROPERTY_MAX], "msg_type": kind})])
     _touch(app, openid)
     if kind == "text" and handled.accepted:
-        handled.reply = _rule_reply(app, text) or settings_row.default_reply
+        rule_reply = _rule_reply(app, text)
+        handled.reply = rule_reply or ("" if _default_reply_taken(app) else settings_row.default_reply)
+        customer_id = next((outcome.customer_id for outcome in handled.outcomes if outcome.customer_id), None)
+        publish(MESSAGE_RECEIVED, workspace_id=app.workspace_id, app_id=app.pk, appid=app.appid, openid=openid,
+                customer_id=customer_id, text=text[:TEXT_PROPERTY_MAX], msg_id=str(message.get("MsgId") or
+                                                                                 message.dedupe_key)[:100],
+                answered=bool(rule_reply))
     return handled
 
 
