@@ -6,6 +6,7 @@ between layers or stages is a ``LayerChange`` row (and an event automation can r
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
@@ -35,6 +36,10 @@ class CustomerScore(models.Model):
     interactions_7d = models.IntegerField(default=0)
     views_30d = models.IntegerField(default=0)
     coupon_orders_365d = models.IntegerField(default=0)
+    orders_365d = models.IntegerField(default=0)
+    last_interaction_at = models.DateTimeField(null=True, blank=True)
+    interaction_idle_days = models.IntegerField(null=True, blank=True)  # null: never interacted
+    age_days = models.IntegerField(default=0)  # days since the customer was first seen (registration age)
     # Layers: seed 002's five tiers and seed 003's six classes (codes defined in rfm.presets).
     rfm5 = models.CharField(max_length=16, blank=True, default="")
     rfm6 = models.CharField(max_length=16, blank=True, default="")
@@ -64,3 +69,35 @@ class LayerChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.customer_id} {self.kind}: {self.from_code} → {self.to_code}"
+
+
+class RunState(models.TextChoices):
+    IDLE = "idle", _("空闲")
+    QUEUED = "queued", _("排队中")
+    RUNNING = "running", _("计算中")
+    DONE = "done", _("已完成")
+    FAILED = "failed", _("失败")
+
+
+class RfmSettings(models.Model):
+    """A workspace's thresholds per preset (validated by rfm.presets) and the state of its scoring job.
+
+    The row is also the job's lock: a run holds it (select_for_update) while it classifies and records moves,
+    so two runs never record the same move twice.
+    """
+
+    workspace = models.OneToOneField(Workspace, on_delete=models.CASCADE, related_name="+")
+    thresholds = models.JSONField(default=dict, blank=True)  # {"rfm5": {...}, "rfm6": {...}, "lifecycle": {...}}
+    updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    updated_at = models.DateTimeField(null=True, blank=True)
+    run_state = models.CharField(max_length=8, choices=RunState.choices, default=RunState.IDLE)
+    run_phase = models.CharField(max_length=24, blank=True, default="")
+    run_progress = models.PositiveSmallIntegerField(default=0)  # percent
+    run_started_at = models.DateTimeField(null=True, blank=True)
+    run_finished_at = models.DateTimeField(null=True, blank=True)
+    run_summary = models.JSONField(default=dict, blank=True)
+    run_error = models.CharField(max_length=200, blank=True, default="")
+
+    def __str__(self) -> str:
+        return f"RFM settings of workspace {self.workspace_id}"
