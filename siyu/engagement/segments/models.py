@@ -18,6 +18,9 @@ class Segment(models.Model):
     refresh_minutes = models.PositiveIntegerField(default=60)  # scheduled refresh; 0: only on demand/events
     member_count = models.IntegerField(default=0)
     refreshed_at = models.DateTimeField(null=True, blank=True)
+    # Set when a change it may depend on arrived (events, merges, tags…); a debounced task refreshes it.
+    stale_since = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
