@@ -1,8 +1,8 @@
 """The H5 store (mounted at /shop/): every page under the workspace's slug."""
 
-from django.urls import path
+from django.urls import include, path
 
-from siyu.commerce.store import views
+from siyu.commerce.store import member_views, views
 
 app_name = "store"
 urlpatterns = [
@@ -27,4 +27,6 @@ urlpatterns = [
     path("<slug:slug>/orders/<str:number>/aftersale/", views.aftersale, name="aftersale"),
     path("<slug:slug>/coupons/", views.coupons, name="coupons"),
     path("<slug:slug>/coupons/claim", views.coupon_claim, name="coupon_claim"),
+    # 会员中心: tier, points, check-in, growth tasks, points mall, lottery, reviews (member_views.py).
+    path("<slug:slug>/member/", include(member_views.urlpatterns)),
 ]
