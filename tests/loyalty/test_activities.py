@@ -14,7 +14,13 @@ from siyu.loyalty.checkin import checkin, checkin_streak, member_rules_update, r
 from siyu.loyalty.exchange import exchange_item_save, exchange_redeem
 from siyu.loyalty.lottery import lottery_draw, lottery_odds, prize_save
 from siyu.loyalty.member_rules import lottery_pick, streak_after, streak_bonus, streak_bonus_parse
-from siyu.loyalty.missions import mission_claim, mission_progress, tasks_ensure, tasks_for_customer, task_update
+from siyu.loyalty.missions import (
+    mission_claim,
+    mission_progress,
+    task_update,
+    tasks_ensure,
+    tasks_for_customer,
+)
 from siyu.loyalty.models import (
     CheckIn,
     ExchangeItem,
