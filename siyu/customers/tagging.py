@@ -234,6 +234,7 @@ def customer_tag_add(*, workspace: Workspace, customer_id: int, tag_id: int, act
                                        added_by=actor if getattr(actor, "is_authenticated", False) else None)
     except IntegrityError:  # tagged concurrently
         return False
+    publish("customers.tags_changed", workspace_id=workspace.pk, tag_id=tag.pk, added=[customer.pk], removed=[])
     return True
 
 
@@ -243,6 +244,8 @@ def customer_tag_remove(*, workspace: Workspace, customer_id: int, tag_id: int, 
     _refuse_manual_on_rule(tag)
     customer = _live_customer(workspace, customer_id)
     deleted, _ = CustomerTag.objects.filter(customer=customer, tag=tag).delete()
+    if deleted:
+        publish("customers.tags_changed", workspace_id=workspace.pk, tag_id=tag.pk, added=[], removed=[customer.pk])
     return deleted > 0
 
 
