@@ -18,6 +18,8 @@ from pathlib import Path
 STOPWORDS = frozenset(["的", "了", "吗", "呢", "吧", "啊", "呀", "哦", "嘛", "么", "啦", "哈", "嗯", "是", "在", "我", "你", "您", "他", "她", "它", "我们", "你们", "这", "那", "这个", "那个", "就", "都", "也", "还", "和", "与", "及", "或", "请问", "请", "问", "一下", "怎么", "怎样", "如何", "怎么样", "什么", "为什么", "为何", "能", "能否", "可以", "可不可以", "会", "要", "想", "需要", "有", "没有", "没", "吗", "多少", "几", "哪", "哪里", "哪儿", "谢谢", "你好", "您好", "在吗", "亲", "客服", "一个", "个", "把", "被", "给", "让", "对", "从", "到", "又", "再", "呗", "啥", "咋", "么样", "该", "应该", "干嘛", "咋办", "到底", "一直", "还是", "哪", "在哪"])
 MAX_TEXT = 500  # longer messages are cut: a customer question is never a novel, and jieba's cost grows with it
 _PUNCTUATION = re.compile(r"^[\W_]+$", re.UNICODE)
+# "怎么弄" / "如何办" / "咋整": a question word plus a light verb is a filler as a whole
+_QUESTION_FILLER = re.compile(r"^(怎么|怎样|如何|咋)(弄|办|整|搞|做|回事)?$")
 
 
 def normalise(text: str) -> str:
@@ -81,4 +83,5 @@ class ChineseTokenizer:
             return []
         words = self._engine().lcut(cleaned, HMM=True)
         return [word for word in (item.strip() for item in words)
-                if word and word not in STOPWORDS and not _PUNCTUATION.match(word)]
+                if word and word not in STOPWORDS and not _PUNCTUATION.match(word)
+                and not _QUESTION_FILLER.match(word)]
