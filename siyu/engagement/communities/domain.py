@@ -57,8 +57,9 @@ def normalize(text: str) -> str:
     return unicodedata.normalize("NFKC", (text or "").translate(_FULLWIDTH)).lower()
 
 
-_URL = re.compile(r"(https?://|www\.)\S+|\b[a-z0-9][a-z0-9-]{0,62}\.(com|cn|net|org|top|xyz|cc|vip|shop|io|me|co)"
-                  r"(\.[a-z]{2})?(/\S*)?\b")
+# Lookarounds instead of \b: a Chinese character is a word character, so "看abc.com" has no \b before "abc".
+_URL = re.compile(r"(https?://|www\.)\S+|(?<![a-z0-9.-])[a-z0-9][a-z0-9-]{0,62}(?:\.[a-z0-9-]{1,63})*"
+                  r"\.(com|cn|net|org|top|xyz|cc|vip|shop|io|me|co)(\.[a-z]{2})?(?![a-z0-9-])(/\S*)?")
 _PHONE = re.compile(r"(?<!\d)1[3-9]\d(?:[\s-]?\d){8}(?!\d)")
 _WECHAT_ID = re.compile(r"(微信号?|weixin|wechat|vx|wx|v信|薇信|威信|加v|加微)\s*[:：号是]?\s*([a-z][-_a-z0-9]{5,19})")
 CARD_TYPES = frozenset({"card", "miniprogram", "weapp", "qrcode", "link_card"})
