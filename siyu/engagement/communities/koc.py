@@ -27,8 +27,8 @@ from siyu.core.errors import SiyuError
 from siyu.core.models import Workspace
 from siyu.core.services import audit_record
 from siyu.core.timeutil import SHANGHAI, local_day
-from siyu.customers.models import Customer, Event
-from siyu.customers.tagging import tags_bulk_add
+from siyu.customers.models import Customer, CustomerTag, Event
+from siyu.customers.tagging import tags_bulk_add, tags_bulk_remove
 from siyu.engagement.communities import domain
 from siyu.engagement.communities.models import (
     Community,
@@ -142,8 +142,16 @@ def koc_evaluate(*, workspace: Workspace, period: str, actor: Any = None, now: d
     awarded += _award(workspace, None, domain.top_percent(scores, percent), period, now)
     kocs = sorted(set(KocAward.objects.filter(workspace=workspace, period=period).values_list("customer_id", flat=True)))
     live = list(Customer.objects.filter(pk__in=kocs, merged_into=None).values_list("pk", flat=True))
-    tagged = tags_bulk_add(workspace=workspace, tag=community_tag(workspace=workspace, name=KOC_TAG),
-                           customer_ids=live, source="auto") if live else 0
+    tagged = 0
+    latest = KocAward.objects.filter(workspace=workspace).order_by("-period").values_list("period", flat=True).first()
+    if latest in (None, period):
+        # The tag says who is a KOC now: the latest period's KOC get it and last period's who are not KOC
+        # any more lose it; evaluating an older period again leaves today's tags alone.
+        tag = community_tag(workspace=workspace, name=KOC_TAG)
+        tagged = tags_bulk_add(workspace=workspace, tag=tag, customer_ids=live, source="auto") if live else 0
+        former = set(CustomerTag.objects.filter(tag=tag).values_list("customer_id", flat=True)) - set(live)
+        if former:
+            tags_bulk_remove(workspace=workspace, tag=tag, customer_ids=sorted(former))
     given = incentives_apply(workspace=workspace, period=period, now=now)
     audit_record(workspace=workspace, actor=actor, action="community.koc_evaluate", target_type="workspace",
                  target_id=workspace.pk, period=period, awarded=awarded, tagged=tagged, incentives=given)

@@ -300,9 +300,12 @@ def group_events_apply(*, workspace_id: int, customer_ids: list[int], now: datet
     now = now or timezone.now()
     if not Community.objects.filter(workspace_id=workspace_id, active=True).exists():
         return {"messages": 0, "joined": 0, "left": 0}
-    events = list(Event.objects.filter(workspace_id=workspace_id, type__in=GROUP_EVENT_TYPES,
-                                       occurred_at__gte=now - EVENT_LOOKBACK, identity__customer_id__in=customer_ids)
-                  .select_related("identity").order_by("occurred_at", "pk")[:5000])
+    events = []
+    for start in range(0, len(customer_ids), 500):
+        events += Event.objects.filter(
+            workspace_id=workspace_id, type__in=GROUP_EVENT_TYPES, occurred_at__gte=now - EVENT_LOOKBACK,
+            identity__customer_id__in=customer_ids[start:start + 500]).select_related("identity")[:5000]
+    events.sort(key=lambda event: (event.occurred_at, event.pk))
     if not events:
         return {"messages": 0, "joined": 0, "left": 0}
     communities = list(Community.objects.filter(workspace_id=workspace_id, active=True))

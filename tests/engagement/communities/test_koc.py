@@ -61,6 +61,15 @@ def test_koc_top_percent_with_ties_and_incentives_never_doubled(workspace):
     assert (again["awarded"], again["incentives"]) == (0, 0)
     assert incentives_apply(workspace=workspace, period="2026-10") == 0
     assert earned.count() == 4 and KocIncentive.objects.count() == 4
+    # November: only the quietest October member speaks; the KOC tag moves to them.
+    nov = datetime(2026, 11, 3, tzinfo=SHANGHAI)
+    GroupMessage.objects.create(workspace=workspace, community=community, msg_id="nov-1", sender_id="x",
+                                customer=customers[9], content="x", sent_at=nov, received_at=nov)
+    koc_evaluate(workspace=workspace, period="2026-11", now=datetime(2026, 12, 1, 1, tzinfo=SHANGHAI))
+    tagged = set(CustomerTag.objects.filter(tag__name=KOC_TAG).values_list("customer_id", flat=True))
+    assert tagged == {customers[9].pk}
+    koc_evaluate(workspace=workspace, period="2026-10", now=datetime(2026, 12, 1, 2, tzinfo=SHANGHAI))
+    assert set(CustomerTag.objects.filter(tag__name=KOC_TAG).values_list("customer_id", flat=True)) == tagged
 
 
 def test_streaks_reach_steps_two_and_three(workspace):
@@ -74,6 +83,7 @@ def test_streaks_reach_steps_two_and_three(workspace):
         koc_evaluate(workspace=workspace, period=f"2026-{month:02d}", now=datetime(2026, 11, 1, tzinfo=SHANGHAI))
     steps = dict(KocIncentive.objects.filter(customer=star).values_list("period", "step"))
     assert steps == {"2026-08": 1, "2026-09": 2, "2026-10": 3}
+
     assert StaffTask.objects.filter(ref=f"koc-honor:2026-09:{star.pk}").exists()
     assert StaffTask.objects.get(ref=f"koc-share:2026-10:{star.pk}").level == "expert"
 
