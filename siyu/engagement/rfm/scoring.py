@@ -42,6 +42,7 @@ ACTIVITY_TYPES = tuple(sorted({*INTERACTION_TYPES, *VIEW_EVENT_TYPES}))
 PURCHASE_STATUSES = ("paid", "partially_refunded")
 
 DAY_MS = 86_400_000
+PACK = 1 << 40
 
 
 def _postgres() -> bool:
@@ -235,31 +236,28 @@ def rfm_summary(*, workspace_id: int, observation_end: date | datetime,
     customer_filter = ""
     if customer_ids is not None:
         customer_filter = f"AND o.customer_id IN ({_ids(customer_ids) or 'NULL'})"
+    # Days as integers since 1970-01-01 in Asia/Shanghai (UTC+8 all year, no daylight saving since 1991).
     if _postgres():
-        day = "(o.paid_at AT TIME ZONE 'Asia/Shanghai')::date"
-        span = "MAX(day) - first_day"
-        age = "CAST(%(end_day)s AS date) - first_day"
-        mean = "COALESCE(SUM(CASE WHEN day > first_day THEN fen END)::float8 / NULLIF(COUNT(*) - 1, 0), 0)"
+        day = "((o.paid_at AT TIME ZONE 'UTC' + INTERVAL '8 hours')::date - DATE '1970-01-01')"
+        real = "float8"
     else:
-        day = "date(o.paid_at, '+8 hours')"
-        span = "CAST(julianday(MAX(day)) - julianday(first_day) AS INTEGER)"
-        age = "CAST(julianday(%(end_day)s) - julianday(first_day) AS INTEGER)"
-        mean = "COALESCE(CAST(SUM(CASE WHEN day > first_day THEN fen END) AS REAL) / NULLIF(COUNT(*) - 1, 0), 0)"
+        day = "CAST(julianday(date(o.paid_at, '+8 hours')) - 2440587.5 AS INTEGER)"
+        real = "REAL"
+    # The first day's amount without a second pass: MIN(day · 2^40 + fen) is the first day's pair
+    # (a customer-day's amount stays below 2^40 fen).
     sql = f"""
-        WITH days AS (
+        SELECT customer_id, COUNT(*) - 1, MAX(day) - MIN(day), %(end_day)s - MIN(day),
+            COALESCE(CAST(SUM(fen) - MIN(day * {PACK} + fen) %% {PACK} AS {real}) / NULLIF(COUNT(*) - 1, 0), 0)
+        FROM (
             SELECT o.customer_id AS customer_id, {day} AS day, SUM(o.paid_fen - o.refunded_fen) AS fen
             FROM {orders} o
             WHERE o.workspace_id = %(ws)s AND o.paid_at IS NOT NULL AND o.paid_at < %(end)s
                 AND o.payment_status IN ({_in_list(PURCHASE_STATUSES)}) {customer_filter}
             GROUP BY o.customer_id, {day}
-        ), marked AS (
-            SELECT customer_id, day, fen, MIN(day) OVER (PARTITION BY customer_id) AS first_day FROM days
-        )
-        SELECT customer_id, COUNT(*) - 1, {span}, {age}, {mean}
-        FROM marked GROUP BY customer_id, first_day
+        ) AS days
+        GROUP BY customer_id
     """
-    params = {"ws": workspace_id, "end": _param(end_exclusive),
-              "end_day": end_day if _postgres() else end_day.isoformat()}
+    params = {"ws": workspace_id, "end": _param(end_exclusive), "end_day": (end_day - date(1970, 1, 1)).days}
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return {row[0]: (int(row[1]), int(row[2]), int(row[3]), float(row[4])) for row in cursor.fetchall()}
