@@ -31,6 +31,7 @@ from siyu.core.models import Workspace
 from siyu.customers.event_catalogue import BUILTIN_BY_NAME, EventType
 from siyu.customers.event_validation import EventRejected, validate_event
 from siyu.customers.identity import Observation, Resolution, identities_resolve, identities_touch, sort_keys
+from siyu.customers.last_seen import touches_record
 from siyu.customers.models import Customer, Event, EventDefinition, Identity
 
 EVENT_COLUMNS = ("workspace_id", "event_id", "type", "occurred_at", "received_at", "identity_id", "channel",
@@ -181,9 +182,15 @@ def _store(workspace: Workspace, valid: list[tuple[int, dict[str, Any]]], now: d
         utm = event["utm"]
         rows.append((event["event_id"], event["type"], event["occurred_at"], resolution.identity_id,
                      event["channel"], utm["source"], utm["medium"], utm["campaign"], utm["content"], utm["term"],
-                     event["properties_json"].decode()))
+                     event["properties_json"]))
     rows.sort(key=lambda row: row[0])  # one lock order for every writer: no deadlock between two batches
-    inserted = _insert_events(workspace.pk, now, rows)
+    on_postgres = connection.vendor == "postgresql"
+    # PostgreSQL, optimistic: none of these ids was stored when we looked, so COPY them straight into the
+    # event table. Only when a concurrent batch stored one meanwhile (unique violation) is the COPY undone
+    # and the batch written by the INSERT … ON CONFLICT path, which tells which ids it wrote.
+    inserted = _copy_events(workspace.pk, now, rows) if on_postgres else None
+    if inserted is None:
+        inserted = _insert_events(workspace.pk, now, rows)
     if len(inserted) != len(rows) and not tolerate_race:
         raise _RaceLost()
     latest: dict[int, datetime] = {}
@@ -196,10 +203,17 @@ def _store(workspace: Workspace, valid: list[tuple[int, dict[str, Any]]], now: d
         moment = event["occurred_at"]
         if resolution.customer_id not in latest or moment > latest[resolution.customer_id]:
             latest[resolution.customer_id] = moment
-        for identity_id in resolution.seen_identity_ids:
+        # On PostgreSQL the identity the event is filed under carries the customer's last-seen time
+        # to the job (which finds the customer through it, after any merge).
+        for identity_id in (resolution.seen_identity_ids or [resolution.identity_id]) if on_postgres \
+                else resolution.seen_identity_ids:
             if identity_id not in identity_latest or moment > identity_latest[identity_id]:
                 identity_latest[identity_id] = moment
-    _touch_last_seen(latest, identity_latest)
+    if on_postgres:
+        # One row for the batch; siyu.customers.last_seen folds it into identities and customers.
+        touches_record(workspace.pk, identity_latest)
+    else:
+        _touch_last_seen(latest, identity_latest)
     # Delivered on commit: rule tags and rollups react to what arrived (nothing on rollback).
     events_ingested(workspace.pk, list(latest))
     return outcome
@@ -336,7 +350,7 @@ STAGE_DDL = (
 
 
 def _insert_events(workspace_id: int, now: datetime, rows: list[tuple]) -> set[str]:
-    """Insert rows (event_id, type, occurred_at, identity_id, channel, utm×5, properties JSON); return
+    """Insert rows (event_id, type, occurred_at, identity_id, channel, utm×5, properties JSON bytes); return
     the event ids actually inserted (not already present)."""
     table = connection.ops.quote_name(Event._meta.db_table)
     columns = ", ".join(EVENT_COLUMNS)
@@ -348,7 +362,7 @@ def _insert_events(workspace_id: int, now: datetime, rows: list[tuple]) -> set[s
             with cursor.copy("COPY siyu_event_stage FROM STDIN (FORMAT BINARY)") as copy:
                 copy.set_types(STAGE_TYPES)
                 for row in rows:
-                    copy.write_row(row)
+                    copy.write_row((*row[:-1], row[-1].decode()))
             cursor.execute(
                 f"INSERT INTO {table} ({columns}) SELECT %s, event_id, type, occurred_at, %s, identity_id, channel, "
                 "utm_source, utm_medium, utm_campaign, utm_content, utm_term, properties::jsonb "
@@ -366,7 +380,7 @@ def _insert_events(workspace_id: int, now: datetime, rows: list[tuple]) -> set[s
             params: list[Any] = []
             for (event_id, event_type, occurred_at, identity_id, channel, *utm, properties) in chunk:
                 params += [workspace_id, event_id, event_type, connection.ops.adapt_datetimefield_value(occurred_at),
-                           received, identity_id, channel, *utm, properties]
+                           received, identity_id, channel, *utm, properties.decode()]
             cursor.execute(
                 f"INSERT INTO {table} ({columns}) VALUES {', '.join([placeholders] * len(chunk))} "
                 "ON CONFLICT (workspace_id, event_id) DO NOTHING RETURNING event_id",
@@ -374,6 +388,52 @@ def _insert_events(workspace_id: int, now: datetime, rows: list[tuple]) -> set[s
             )
             inserted.update(row[0] for row in cursor.fetchall())
     return inserted
+
+
+def _jsonb_dumper():
+    """A binary COPY dumper for jsonb that sends the JSON text we already have (validation serialised it)."""
+    from psycopg.adapt import Dumper
+    from psycopg.pq import Format
+
+    class JsonbText(Dumper):
+        format = Format.BINARY
+
+        def dump(self, obj: bytes) -> bytes:
+            return b"\x01" + obj  # jsonb's binary input: version 1, then the text
+
+    return JsonbText
+
+
+class _JsonDocument(bytes):
+    """Marker type the jsonb dumper is registered for on the COPY cursor (bytes are left alone)."""
+
+
+EVENT_TYPES = ("int8", "text", "text", "timestamptz", "timestamptz", "int8", "text", "text", "text", "text", "text",
+               "text", "jsonb")
+
+
+def _copy_events(workspace_id: int, now: datetime, rows: list[tuple]) -> set[str] | None:
+    """Binary COPY of the rows straight into the event table, in a savepoint. Returns the ids written (all
+    of them), or None when an id was stored concurrently since we checked: the COPY is rolled back and
+    the caller takes the ON CONFLICT path."""
+    import psycopg
+
+    table = connection.ops.quote_name(Event._meta.db_table)
+    try:
+        with transaction.atomic(savepoint=True), _pg_cursor() as cursor:
+            dumper = _jsonb_dumper()
+            dumper.oid = cursor.adapters.types["jsonb"].oid
+            cursor.adapters.register_dumper(_JsonDocument, dumper)
+            with cursor.copy(f"COPY {table} ({', '.join(EVENT_COLUMNS)}) FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(EVENT_TYPES)
+                write = copy.write_row
+                for (event_id, event_type, occurred_at, identity_id, channel, source, medium, campaign, content,
+                     term, properties) in rows:
+                    write((workspace_id, event_id, event_type, occurred_at, now, identity_id, channel, source,
+                           medium, campaign, content, term, properties))
+    except psycopg.errors.UniqueViolation:
+        return None
+    return {row[0] for row in rows}
 
 
 def _touch_last_seen(latest: dict[int, datetime], identities: dict[int, datetime]) -> None:

@@ -269,3 +269,19 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} {self.event_id}"
+
+
+class LastSeenTouch(models.Model):
+    """Identities one ingestion batch observed, with the latest time per identity, waiting to be folded
+    into ``Identity.last_seen_at`` and ``Customer.last_seen_at`` by ``siyu.customers.last_seen`` (a
+    background job, every minute). One row per batch instead of one row update per customer and identity
+    on the ingestion path; written in the batch's transaction, so nothing committed is ever missed.
+    """
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    # JSON text {"ids": [identity id, …], "at": [epoch microseconds, …]} (text: no jsonb parse per batch)
+    seen = models.TextField()
+    created_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"last-seen touch {self.pk}"

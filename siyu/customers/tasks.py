@@ -12,6 +12,7 @@ from huey.contrib.djhuey import db_periodic_task, db_task
 
 from siyu.core.domain_events import CUSTOMERS_CHANGED, EVENTS_INGESTED, RULE_TAG_CHANGED, subscribe
 from siyu.core.models import Workspace
+from siyu.customers.last_seen import last_seen_apply
 from siyu.customers.models import Tag, TagKind
 from siyu.customers.tagging import rule_tags_refresh
 
@@ -37,6 +38,13 @@ def rule_tags_refresh_daily() -> int:
             summary = rule_tags_refresh(workspace=workspace)
             logger.info("rule tags refreshed for workspace %s: %s", workspace_id, summary)
     return len(workspace_ids)
+
+
+
+@db_periodic_task(crontab(minute="*"))
+def last_seen_apply_task() -> int:
+    """Fold the last-seen times ingestion batches recorded (PostgreSQL) into identities and customers."""
+    return last_seen_apply()
 
 
 def _on_customers_changed(*, workspace_id: int, customer_ids: list[int]) -> None:

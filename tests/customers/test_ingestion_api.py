@@ -9,6 +9,7 @@ import pytest
 from django.utils import timezone
 
 from siyu.customers import ingestion
+from siyu.customers.last_seen import last_seen_apply
 from siyu.customers.models import Customer, Event, Identity
 from tests.customers.test_ingestion_support import URL, assert_error, event, post, snapshot
 
@@ -314,6 +315,7 @@ def test_known_identities_follow_a_merge_made_earlier_in_the_same_batch(client, 
     assert [r["customer_id"] for r in body["results"]] == [older, older]
     assert Customer.objects.get(pk=younger).merged_into_id == older
     assert Event.objects.get(event_id="k4").identity_id == Identity.objects.get(kind="unionid").pk
+    last_seen_apply()  # last-seen times are folded in by the background job on PostgreSQL
     assert Customer.objects.get(pk=older).last_seen_at == recent
 
 
@@ -343,6 +345,7 @@ def test_identities_last_seen_moves_forward_when_observed_again_never_back(clien
     # known identities (fast path): every identity of the event moves forward, an older event moves nothing
     post(client, api_secret, {"events": [event("s4", t0 + timedelta(hours=1), identities=[union, mp]),
                                          event("s5", t0 + timedelta(minutes=1), identities=[union])]})
+    last_seen_apply()  # on PostgreSQL the batch recorded the times; the job folds them in
     openid.refresh_from_db()
     unionid.refresh_from_db()
     assert openid.last_seen_at == unionid.last_seen_at == t0 + timedelta(hours=1)
@@ -350,6 +353,7 @@ def test_identities_last_seen_moves_forward_when_observed_again_never_back(clien
     # slow path (a new identity joins): the known ones move forward too
     post(client, api_secret, {"events": [event("s6", t0 + timedelta(hours=2), identities=[
         mp, {"kind": "openid", "namespace": "mini", "value": "o-seen-mini"}])]})
+    last_seen_apply()
     openid.refresh_from_db()
     unionid.refresh_from_db()
     assert openid.last_seen_at == t0 + timedelta(hours=2)

@@ -6,7 +6,15 @@ import hashlib
 
 import orjson
 
-from siyu.customers.models import ConsentRecord, Customer, CustomerTag, Event, Identity, MergeRecord
+from siyu.customers.models import (
+    ConsentRecord,
+    Customer,
+    CustomerTag,
+    Event,
+    Identity,
+    LastSeenTouch,
+    MergeRecord,
+)
 
 URL = "/api/v1/events/batch"
 
@@ -28,7 +36,7 @@ def event(event_id, at, **extra):
 def snapshot() -> dict[str, tuple[int, str]]:
     """Row count and a checksum of every row of each table ingestion may write."""
     state = {}
-    for model in (Event, Customer, Identity, MergeRecord, CustomerTag, ConsentRecord):
+    for model in (Event, Customer, Identity, MergeRecord, CustomerTag, ConsentRecord, LastSeenTouch):
         rows = list(model.objects.order_by("pk").values_list())
         state[model.__name__] = (len(rows), hashlib.sha256(repr(rows).encode()).hexdigest())
     return state
