@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 ORDER_PAID = "orders.order_paid"
 COMMUNITY_JOINED = "engagement.community_joined"
-INLINE_CUSTOMERS = 50  # larger ingestion batches are handled in the background
+INLINE_CUSTOMERS = 10  # larger ingestion batches (imports, bulk tracking) are handled in the background
 EVENT_TRIGGERS = {"product_view": "browse", "share": "share", "group_join": "community_joined"}
 RECENT = timedelta(days=2)
 

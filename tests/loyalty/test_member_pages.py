@@ -61,6 +61,12 @@ def test_member_home_shows_tier_progress_points_and_checkin(store):
     assert "data-checked-in" in html and "签到" in html and points_balance(customer=shopper.customer) == 5
 
 
+def test_my_page_links_to_the_member_centre(store):
+    shopper = h5_shopper(store, "m0")
+    html = shopper.client.get(f"/shop/{store.workspace.slug}/orders/").content.decode()
+    assert f'href="/shop/{store.workspace.slug}/member/" data-link="member"' in html
+
+
 def test_pages_need_a_shopper(store):
     from django.test import Client
 
