@@ -40,6 +40,7 @@ from siyu.engagement.communities.services import (
     community_create,
     community_rule_save,
     community_update,
+    member_set_by_hand,
     members_sync,
     settings_for,
     settings_update,
@@ -170,6 +171,25 @@ def community_sync_view(request, community_id: int):
     return redirect("console:community_detail", community_id=community.pk)
 
 
+@require_POST
+@console_view(edit=True, roles=MANAGER_ROLES)
+def community_member_view(request, community_id: int):
+    community = _community(request, community_id)
+    back = reverse("console:community_detail", args=[community.pk]) + "#members"
+    present = request.POST.get("present") == "1"
+    try:
+        changed = member_set_by_hand(workspace=request.workspace, community=community,
+                                     customer_id=request.POST.get("customer_id", ""), present=present,
+                                     actor=request.user)
+    except SiyuError as error:
+        return _refused(request, error, back)
+    if changed:
+        messages.success(request, _("已加入社群") if present else _("已移出社群"))
+    else:
+        messages.info(request, _("没有变化"))
+    return redirect(back)
+
+
 @console_view()
 def community_moderation(request):
     personal = _role(request) in PERSONAL_ROLES
@@ -296,6 +316,7 @@ urlpatterns = [
     path("communities/<int:community_id>/edit/", community_update_view, name="community_update"),
     path("communities/<int:community_id>/rules/", community_rule_view, name="community_rule"),
     path("communities/<int:community_id>/sync/", community_sync_view, name="community_sync"),
+    path("communities/<int:community_id>/members/", community_member_view, name="community_member"),
     path("communities/moderation/", community_moderation, name="community_moderation"),
     path("communities/rhythm/", community_rhythm, name="community_rhythm"),
     path("communities/rhythm/save/", community_rhythm_save, name="community_rhythm_save"),

@@ -290,7 +290,9 @@ def _act(record: ModerationRecord, community: Community, now: datetime) -> None:
 # --- the event ingestion path ----------------------------------------------------------------------------
 
 GROUP_EVENT_TYPES = ("group_message", "group_join", "group_leave")
-EVENT_LOOKBACK = timedelta(days=2)
+# Events received this recently are (re)applied: enough for the retried task, and an active customer's
+# every new event does not re-read all their group events.
+EVENT_LOOKBACK = timedelta(hours=1)
 
 
 def group_events_apply(*, workspace_id: int, customer_ids: list[int], now: datetime | None = None) -> dict[str, int]:
@@ -303,8 +305,9 @@ def group_events_apply(*, workspace_id: int, customer_ids: list[int], now: datet
     events = []
     for start in range(0, len(customer_ids), 500):
         events += Event.objects.filter(
-            workspace_id=workspace_id, type__in=GROUP_EVENT_TYPES, occurred_at__gte=now - EVENT_LOOKBACK,
-            identity__customer_id__in=customer_ids[start:start + 500]).select_related("identity")[:5000]
+            workspace_id=workspace_id, type__in=GROUP_EVENT_TYPES, occurred_at__gte=now - MAX_AGE,
+            received_at__gte=now - EVENT_LOOKBACK, identity__customer_id__in=customer_ids[start:start + 500]
+        ).select_related("identity")[:5000]
     events.sort(key=lambda event: (event.occurred_at, event.pk))
     if not events:
         return {"messages": 0, "joined": 0, "left": 0}

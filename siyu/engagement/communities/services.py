@@ -222,6 +222,25 @@ def member_join(*, community: Community, customer_id: int, at: datetime, member_
     return True
 
 
+def member_set_by_hand(*, workspace: Workspace, community: Community, customer_id: Any, present: bool,
+                       actor: Any = None, now: datetime | None = None) -> bool:
+    """Add or remove a member of a group tracked by hand (a WeCom-linked group follows WeCom only)."""
+    if community.wecom_chat_id:
+        raise SiyuError("community_linked_members", "关联企业微信的群成员随企业微信同步，不能手动修改",
+                        "Members of a WeCom-linked group follow WeCom and cannot be edited by hand", status=409)
+    customer = Customer.objects.filter(workspace=workspace, pk=customer_id).first() \
+        if str(customer_id).strip().isdigit() else None
+    if customer is None:
+        raise SiyuError("not_found", "客户不存在", "Customer not found", status=404, details={"field": "customer_id"})
+    now = now or timezone.now()
+    changed = member_join(community=community, customer_id=customer.pk, at=now) if present else \
+        member_leave(community=community, customer_id=customer.pk, at=now)
+    if changed:
+        audit_record(workspace=workspace, actor=actor, action="community.member_" + ("add" if present else "remove"),
+                     target_type="community", target_id=community.pk, customer_id=customer.pk)
+    return changed
+
+
 def member_leave(*, community: Community, customer_id: int, at: datetime) -> bool:
     customer_id = live_customer_id(customer_id)
     with transaction.atomic():

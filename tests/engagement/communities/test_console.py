@@ -104,3 +104,20 @@ def test_customer_panel_shows_communities_to_staff_not_analysts(clients, workspa
     assert 'data-panel="communities"' in admin_page and "护肤交流群" in admin_page
     analyst = clients["analyst"].get(url)
     assert 'data-panel="communities"' not in analyst.content.decode()
+
+
+def test_members_by_hand_only_for_hand_tracked_groups(clients, workspace, community):
+    hand = community_create(workspace=workspace, name="门店VIP群", type="vip")
+    customer = CommunityMember.objects.filter(community=community).first().customer
+    url = reverse("console:community_member", args=[hand.pk])
+    assert clients["operator"].post(url, {"customer_id": customer.pk, "present": "1"}).status_code == 302
+    assert CommunityMember.objects.filter(community=hand, customer=customer, left_at=None).exists()
+    assert clients["analyst"].post(url, {"customer_id": customer.pk, "present": "0"}).status_code == 403
+    answer = clients["operator"].post(url, {"customer_id": "abc", "present": "1"}, follow=True)
+    assert "客户不存在" in answer.content.decode()
+    linked = clients["operator"].post(reverse("console:community_member", args=[community.pk]),
+                                      {"customer_id": customer.pk, "present": "0"}, follow=True)
+    assert "随企业微信同步" in linked.content.decode()
+    assert CommunityMember.objects.get(community=community, customer=customer).left_at is None
+    clients["operator"].post(url, {"customer_id": customer.pk, "present": "0"})
+    assert CommunityMember.objects.get(community=hand, customer=customer).left_at is not None
