@@ -246,7 +246,8 @@ def community_koc(request):
     if not domain.valid_period(period):
         return error_page(request, SiyuError("koc_period_invalid", "周期格式应为 YYYY-MM", "The period must be YYYY-MM"))
     personal = _role(request) in PERSONAL_ROLES
-    awards = selectors.koc_awards(workspace=request.workspace, period=period, communities=_visible(request))
+    awards = selectors.koc_awards(workspace=request.workspace, period=period, communities=_visible(request),
+                                  workspace_wide=_role(request) != selectors.SERVICE_ROLE)
     config = settings_for(workspace=request.workspace)
     incentives = selectors.koc_incentives(workspace=request.workspace, period=period) if personal else {}
     for award in awards:

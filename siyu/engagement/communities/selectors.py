@@ -101,10 +101,13 @@ def unlinked_groups(*, workspace) -> list[CustomerGroup]:
                 .order_by("name")[:200])
 
 
-def koc_awards(*, workspace, period: str, communities: QuerySet[Community] | None = None) -> list[KocAward]:
+def koc_awards(*, workspace, period: str, communities: QuerySet[Community] | None = None,
+               workspace_wide: bool = True) -> list[KocAward]:
+    """The period's KOC in these groups, and (``workspace_wide``) those across all groups."""
     queryset = KocAward.objects.filter(workspace=workspace, period=period)
     if communities is not None:
-        queryset = queryset.filter(Q(community__in=communities) | Q(community=None))
+        scope = Q(community__in=communities) | Q(community=None) if workspace_wide else Q(community__in=communities)
+        queryset = queryset.filter(scope)
     return list(queryset.select_related("community").order_by("community_id", "rank", "customer_id"))
 
 

@@ -121,3 +121,23 @@ def test_members_by_hand_only_for_hand_tracked_groups(clients, workspace, commun
     assert CommunityMember.objects.get(community=community, customer=customer).left_at is None
     clients["operator"].post(url, {"customer_id": customer.pk, "present": "0"})
     assert CommunityMember.objects.get(community=hand, customer=customer).left_at is not None
+
+
+def test_koc_page_shows_names_by_role(clients, workspace, community):
+    from django.utils import timezone
+
+    from siyu.engagement.communities.models import KocAward
+
+    member = CommunityMember.objects.filter(community=community).first()
+    for scope in (community, None):
+        KocAward.objects.create(workspace=workspace, community=scope, customer=member.customer, period="2026-10",
+                                score=42, rank=1, created_at=timezone.now())
+    url = reverse("console:community_koc") + "?period=2026-10"
+    admin_page = clients["admin"].get(url).content.decode()
+    assert admin_page.count(f'data-award="{member.customer_id}"') == 2
+    analyst_page = clients["analyst"].get(url).content.decode()
+    assert "data-award=" not in analyst_page and "分析角色只能查看人数" in analyst_page
+    assert "data-award=" not in clients["service"].get(url).content.decode()  # owns no group
+    service_user = get_user_model().objects.get(username="service-client")
+    Community.objects.filter(pk=community.pk).update(owner=service_user)
+    assert clients["service"].get(url).content.decode().count("data-award=") == 1  # their group only
