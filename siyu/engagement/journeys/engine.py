@@ -81,8 +81,10 @@ def runs_due(*, now: datetime, limit: int = BATCH) -> list[int]:
 
 def runs_process(*, now: datetime | None = None, limit: int = BATCH) -> int:
     """Advance up to ``limit`` due runs; returns how many this worker advanced."""
+    from siyu.engagement.journeys.fanout import fanout_due
+
     now = now or timezone.now()
-    done = 0
+    done = fanout_due(now=now)  # large groups at one message step, set-based (PostgreSQL)
     versions: dict[tuple[int, int], dict] = {}
     for run_id in runs_due(now=now, limit=limit):
         try:

@@ -11,7 +11,7 @@ import pytest
 from django.db import connection
 from django.db.models import Count
 
-from siyu.engagement.journeys import delivery, engine
+from siyu.engagement.journeys import delivery, engine, fanout
 from siyu.engagement.journeys.models import (
     CAP_COUNTED,
     JourneyMessage,
@@ -47,7 +47,11 @@ def race(work) -> list[str]:
     return crashes
 
 
-def test_caps_hold_and_nothing_double_sends_under_concurrent_workers(workspace, wechat_sim, account, follow):
+@pytest.mark.parametrize("set_based", [False, True], ids=["per-run", "fan-out"])
+def test_caps_hold_and_nothing_double_sends_under_concurrent_workers(workspace, wechat_sim, account, follow,
+                                                                       monkeypatch, set_based):
+    if set_based:  # every group of due runs at a message step goes through the set-based planner
+        monkeypatch.setattr(fanout, "FANOUT_MIN", 1)
     customers = follow(5)
     for index in range(6):  # six journeys all want three messages a day apart to the same five customers
         segment = Segment.objects.create(workspace=workspace, name=f"人群{index}", definition={})
@@ -78,6 +82,7 @@ def test_caps_hold_and_nothing_double_sends_under_concurrent_workers(workspace, 
         for day in days:
             assert sum(1 for d in days if day - timedelta(days=6) <= d <= day) <= 3  # 3 a week
     assert JourneyMessage.objects.filter(status=MessageStatus.CAPPED).exists()
+    assert StepExecution.objects.filter(detail__fanout=True).exists() == set_based
     sent = sent_templates(wechat_sim, account)
     assert len(sent) == JourneyMessage.objects.filter(status=MessageStatus.SENT).count()
     assert max(Counter(item["touser"] for item in sent).values()) <= 3
