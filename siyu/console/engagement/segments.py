@@ -36,7 +36,8 @@ from siyu.engagement.segments.models import SegmentMember
 VIEW_ROLES = frozenset({"admin", "operator", "analyst"})
 PAGE_SIZE = 25
 CSV_EXPORT_MAX = 1_000_000  # streamed
-XLSX_EXPORT_MAX = 100_000  # built in memory; bigger segments export as CSV
+XLSX_EXPORT_MAX = 100_000
+LIVE_COUNT_TIMEOUT_MS = 20_000  # built in memory; bigger segments export as CSV
 EXAMPLE = {"version": 1, "root": {"and": [
     {"field": "event", "type": "product_view", "op": "gte", "count": 2, "days": 7},
     {"field": "event", "type": "order_paid", "op": "eq", "count": 0, "days": 7}]}}
@@ -192,7 +193,8 @@ def segment_count(request):
         error = SiyuError("segment_bad_json", "请求必须是 {\"definition\": …} JSON", 'Send JSON {"definition": …}')
         return JsonResponse({"error": error.as_dict()}, status=400)
     try:
-        count = services.segment_count(workspace=request.workspace, definition=definition)
+        count = services.segment_count(workspace=request.workspace, definition=definition,
+                                       timeout_ms=LIVE_COUNT_TIMEOUT_MS)
     except SiyuError as error:
         return JsonResponse({"error": error.as_dict()}, status=error.status)
     text = selectors.segment_describe(segment_or_definition=definition, workspace=request.workspace,

@@ -123,7 +123,7 @@ def _at_least(node: dict[str, Any], now: datetime, workspace_id: int, count: int
         return Q(Exists(events.filter(identity__customer_id=OuterRef("pk"))))
     # Counted per customer once, set-based: the planner hashes the (small) set of qualifying customers
     # instead of counting events again for every customer.
-    counted = (events.order_by().values("identity__customer_id").annotate(_matched=Count("id"))
+    counted = (events.order_by().values("identity__customer_id").annotate(_matched=Count("*"))
                .filter(_matched__gte=count).values("identity__customer_id"))
     return Q(pk__in=counted)
 

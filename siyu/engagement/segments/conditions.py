@@ -83,7 +83,7 @@ _LEAF_KEYS: dict[str, set[str]] = {name: {"field", "op", "value"} for name in FI
 _LEAF_KEYS["attribute"] = {"field", "op", "key", "value"}
 _LEAF_KEYS["event"] = {"field", "op", "type", "count", "days", "where"}
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-_CODE = re.compile(r"^[a-z0-9_]{1,16}$")
+_CODE = re.compile(r"^[a-z0-9_]{1,32}$")
 # Negated operators: evaluated (and compiled) as NOT of their positive twin.
 NEGATED = {"ne": "eq", "not_in": "in", "not_exists": "exists", "has_not": "has", "not_member": "member"}
 

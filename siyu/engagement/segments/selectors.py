@@ -13,7 +13,7 @@ from siyu.core.models import Workspace
 from siyu.customers.event_catalogue import BUILTIN
 from siyu.customers.models import Customer, CustomerStatus, EventDefinition, Tag
 from siyu.engagement.communities.models import Community
-from siyu.engagement.rfm.models import CustomerScore, LifecycleStage
+from siyu.engagement.rfm.models import CustomerScore
 from siyu.engagement.segments.conditions import (
     FIELD_LABELS,
     FIELD_OPS,
@@ -55,38 +55,17 @@ def customer_segments(*, customer: Customer) -> list[tuple[Segment, Any]]:
 # --- the builder's choices --------------------------------------------------------------------------
 
 def _rfm_layers(workspace: Workspace, field_name: str, english: bool) -> list[tuple[str, str]]:
-    """Layer codes with labels: from the rfm presets when they name them, else those in use."""
-    labels: dict[str, str] = {}
-    try:  # the rfm area defines its presets; read them without depending on their exact shape
-        from siyu.engagement.rfm import presets  # type: ignore[attr-defined]
+    """Layer codes with their names, in the preset's order (seed 002's five tiers, seed 003's six classes),
+    then any other code in use."""
+    from siyu.engagement.rfm import presets
 
-        for name in dir(presets):
-            value = getattr(presets, name)
-            if isinstance(value, dict) and name.upper().startswith(field_name.upper()):
-                for code, label in value.items():
-                    if isinstance(code, str):
-                        labels[code] = _label_text(label, english)
-            elif isinstance(value, list | tuple) and name.upper().startswith(field_name.upper()):
-                for item in value:
-                    code = getattr(item, "code", None)
-                    if isinstance(code, str):
-                        labels[code] = _label_text(item, english)
-    except ImportError:
-        pass
+    preset = {"rfm5": presets.RFM5_PRESET, "rfm6": presets.RFM6_PRESET,
+              "lifecycle": presets.LIFECYCLE_PRESET}[field_name]
+    layers = [(layer.code, layer.name_en if english else layer.name_zh) for layer in preset.layers]
+    known = {code for code, _label in layers}
     in_use = (CustomerScore.objects.filter(workspace=workspace).exclude(**{field_name: ""})
               .values_list(field_name, flat=True).distinct()[:50])
-    for code in in_use:
-        labels.setdefault(code, code)
-    return sorted(labels.items())
-
-
-def _label_text(item: Any, english: bool) -> str:
-    if isinstance(item, str):
-        return item
-    for attr in (("name_en", "label_en") if english else ("name_zh", "label_zh", "name", "label")):
-        if isinstance(getattr(item, attr, None), str):
-            return getattr(item, attr)
-    return str(getattr(item, "code", item))
+    return layers + sorted((code, code) for code in set(in_use) - known)
 
 
 def event_type_choices(*, workspace: Workspace, english: bool = False) -> list[tuple[str, str]]:
@@ -108,7 +87,7 @@ def builder_options(*, workspace: Workspace, english: bool = False) -> dict[str,
                      for channel in CHANNELS],
         "rfm5": [list(item) for item in _rfm_layers(workspace, "rfm5", english)],
         "rfm6": [list(item) for item in _rfm_layers(workspace, "rfm6", english)],
-        "lifecycle": [[code, str(label)] for code, label in LifecycleStage.choices],
+        "lifecycle": [list(item) for item in _rfm_layers(workspace, "lifecycle", english)],
         "tier": [[code, tiers.get(code, code)] for code in TIER_CODES],
         "communities": [[row.pk, row.name] for row in Community.objects.filter(workspace=workspace).order_by("name")],
         "events": [list(item) for item in event_type_choices(workspace=workspace, english=english)],
@@ -130,14 +109,10 @@ def definition_labeller(*, workspace: Workspace, english: bool = False) -> Calla
                 cache[kind] = dict(event_type_choices(workspace=workspace, english=english))
             elif kind == "first_channel":
                 cache[kind] = {c.code: channel_label(c.code, "en" if english else "zh-hans") for c in CHANNELS}
-            elif kind == "lifecycle":
-                cache[kind] = {code: str(label) for code, label in LifecycleStage.choices}
             elif kind == "tier":
                 cache[kind] = {code: str(label) for code, label in TierCode.choices}
-            elif kind in ("rfm5", "rfm6"):
+            elif kind in ("rfm5", "rfm6", "lifecycle"):
                 cache[kind] = dict(_rfm_layers(workspace, kind, english))
-            elif kind == "monetary_fen":
-                cache[kind] = {}
             else:
                 cache[kind] = {}
         return cache[kind]

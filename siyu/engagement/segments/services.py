@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -129,12 +129,27 @@ def segment_query_settings() -> None:
                 cursor.execute(statement)
 
 
-def segment_count(*, workspace: Workspace | int, definition: Any, now: datetime | None = None) -> int:
-    """How many live customers match ``definition`` right now (validated; not stored)."""
+def segment_count(*, workspace: Workspace | int, definition: Any, now: datetime | None = None,
+                  timeout_ms: int | None = None) -> int:
+    """How many live customers match ``definition`` right now (validated; not stored).
+
+    ``timeout_ms`` (PostgreSQL): give up after that long with ``segment_count_timeout`` (503) — the live
+    count in the builder must not pile up minute-long queries while someone types.
+    """
     queryset = segment_queryset(workspace=workspace, definition=definition, now=now or timezone.now())
-    with transaction.atomic():
-        segment_query_settings()
-        return queryset.count()
+    try:
+        with transaction.atomic():
+            segment_query_settings()
+            if timeout_ms and connection.vendor == "postgresql":
+                with connection.cursor() as cursor:
+                    cursor.execute(f"SET LOCAL statement_timeout = {int(timeout_ms)}")
+            return queryset.count()
+    except OperationalError as error:
+        if "statement timeout" not in str(error):
+            raise
+        raise SiyuError("segment_count_timeout", "人数计算超时：请保存分群后在详情页刷新查看人数",
+                        "Counting took too long: save the segment and refresh it to see its size",
+                        status=503) from error
 
 
 def _db_value(field_name: str, value: Any) -> Any:

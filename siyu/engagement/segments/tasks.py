@@ -28,6 +28,8 @@ logger = logging.getLogger(__name__)
 DEBOUNCE_SECONDS = 60
 ORDER_EVENTS = ("orders.order_paid", "orders.order_refunded")
 TIER_CHANGED = "loyalty.tier_changed"
+LAYER_CHANGED = "engagement.layer_changed"  # siyu.engagement.rfm.events: RFM layer or lifecycle moves
+SCORE_FIELDS = frozenset({"rfm5", "rfm6", "lifecycle", "recency_days", "frequency", "monetary_fen"})
 
 
 @db_task(retries=2, retry_delay=30)
@@ -62,6 +64,10 @@ def _on_order(*, workspace_id: int, **_) -> None:
     _mark(workspace_id, ORDER_FIELDS)
 
 
+def _on_layer_changed(*, workspace_id: int, **_) -> None:
+    _mark(workspace_id, SCORE_FIELDS)
+
+
 def _on_tier_changed(*, workspace_id: int, **_) -> None:
     _mark(workspace_id, {"tier"})
 
@@ -72,3 +78,4 @@ subscribe(RULE_TAG_CHANGED, _on_rule_tag_changed)
 for _name in ORDER_EVENTS:
     subscribe(_name, _on_order)
 subscribe(TIER_CHANGED, _on_tier_changed)
+subscribe(LAYER_CHANGED, _on_layer_changed)

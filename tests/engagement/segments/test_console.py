@@ -63,6 +63,12 @@ def test_builder_page_has_stable_test_ids(clients):
     for testid in ("segment-form", "segment-name", "segment-builder", "live-count", "live-text", "live-error",
                    "segment-save"):
         assert f'data-testid="{testid}"' in html
+    # The lists come from the workspace and the presets: RFM layers of both presets, stages, tiers, events.
+    start = html.index('<script id="segment-options" type="application/json">') + len(
+        '<script id="segment-options" type="application/json">')
+    options = json.dumps(json.loads(html[start:html.index("</script>", start)]), ensure_ascii=False)
+    for label in ("高价值活跃用户", "重要价值用户", "流失", "钻石", "浏览商品", "小红书"):
+        assert label in options
     assert clients["analyst"].get(reverse("console:segment_new")).status_code == 403
     assert clients["service"].get(reverse("console:segment_new")).status_code == 403
 
