@@ -177,3 +177,16 @@ def test_export_xlsx(clients, exported):
     sheet = load_workbook(io.BytesIO(response.content)).active
     rows = list(sheet.iter_rows(values_only=True))
     assert rows[0][0] == "客户编号" and rows[1][1] == "王**" and rows[1][2] == "137****5678"
+
+
+@pytest.mark.postgres
+def test_live_count_times_out_cleanly_on_postgresql(workspace, monkeypatch, now):
+    from siyu.engagement.segments import services
+
+    customer_make(workspace, CustomerFacts(city="上海"), now=now)
+    slow = Customer.objects.filter(workspace=workspace).extra(where=["(SELECT 1 FROM pg_sleep(0.5)) = 1"])
+    monkeypatch.setattr(services, "segment_queryset", lambda **_: slow)
+    with pytest.raises(SiyuError) as caught:
+        services.segment_count(workspace=workspace, definition=SHANGHAI, timeout_ms=50)
+    assert caught.value.code == "segment_count_timeout" and caught.value.status == 503
+    assert Customer.objects.filter(workspace=workspace).count() == 1  # the connection is still usable
