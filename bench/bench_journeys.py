@@ -32,13 +32,14 @@ from common import load, machine, now_utc, results_section_write  # noqa: E402
 PG_DB = "siyu_perf_journeys"
 
 
-def database_prepare() -> str:
+def database_prepare(reuse: bool) -> str:
     import psycopg
 
     server = os.environ.get("SIYU_TEST_PG_URL", "postgres://siyu@127.0.0.1:55432/siyu")
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{PG_DB}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{PG_DB}"')
+    if not reuse:
+        with psycopg.connect(server, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{PG_DB}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{PG_DB}"')
     os.environ.setdefault("SIYU_DATA_DIR", tempfile.mkdtemp(prefix="siyu-bench-journeys-"))
     return urlunsplit(urlsplit(server)._replace(path=f"/{PG_DB}"))
 
@@ -65,8 +66,9 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=1_000_000)
     parser.add_argument("--sample", type=int, default=2000, help="runs planned one by one for the comparison")
     parser.add_argument("--write-results", action="store_true")
+    parser.add_argument("--reuse", action="store_true", help="keep the migrated database, empty it (TRUNCATE)")
     args = parser.parse_args()
-    os.environ["SIYU_DATABASE_URL"] = database_prepare()
+    os.environ["SIYU_DATABASE_URL"] = database_prepare(args.reuse)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "siyu.settings")
     import django
 
@@ -85,6 +87,9 @@ def main() -> None:
 
     started = time.perf_counter()
     call_command("migrate", verbosity=0)
+    if args.reuse:
+        with connection.cursor() as cursor:
+            cursor.execute("TRUNCATE core_workspace CASCADE")
     migrate_s = time.perf_counter() - started
     now = datetime(2026, 11, 24, 23, 0, tzinfo=SHANGHAI)  # quiet hours: deferred to 08:00
     workspace = workspace_create(slug="perf-journeys", name="旅程压测")
@@ -146,7 +151,16 @@ def main() -> None:
         engine.run_advance(run_id=run_id, now=now)
     per_run_s = time.perf_counter() - started
     started = time.perf_counter()
-    planned = fanout.fanout_due(now=now)
+    planned = 0
+    groups = fanout.fanout_groups(now=now)  # what fanout_due does, chunk by chunk with progress
+    for journey_id, version, step_id, _count in groups:
+        while True:
+            chunk_started = time.perf_counter()
+            done = fanout.fanout_chunk(journey_id=journey_id, version=version, step_id=step_id, now=now)
+            planned += done
+            print(f"chunk: {done} runs in {time.perf_counter() - chunk_started:.1f} s ({load()})", flush=True)
+            if done < fanout.CHUNK:
+                break
     fanout_s = time.perf_counter() - started
     statuses = dict(JourneyMessage.objects.filter(journey=journey).values_list("status")
                     .annotate(n=__import__("django.db.models", fromlist=["Count"]).Count("pk")).order_by())
