@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -21,6 +22,7 @@ from siyu.customers.event_catalogue import EventType
 EVENT_ID_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
 IDENTITY_KINDS = ("unionid", "openid", "external_userid", "phone", "device", "lead")
 NAMESPACED = {"openid", "external_userid", "device", "lead"}
+_PLAIN_KINDS = frozenset({"unionid", "openid", "external_userid", "device", "lead"})  # stored as sent
 UTM_FIELDS = ("source", "medium", "campaign", "content", "term")
 UTM_LIMITS = {"source": 64, "medium": 64, "campaign": 128, "content": 128, "term": 128}
 MAX_PROPERTIES_BYTES = 8 * 1024
@@ -85,7 +87,17 @@ def _check_property(name: str, kind: str, value: Any) -> None:
         parse_time(value, f"properties.{name}")
 
 
-def _identity(item: Any, index: int) -> tuple[str, str, str]:
+def _identity(item: Any, index: int, phones: dict[str, str] | None = None) -> tuple[str, str, str]:
+    if type(item) is dict:
+        # The common shape, checked in one go; anything unusual takes the detailed checks below.
+        kind, value, namespace = item.get("kind"), item.get("value"), item.get("namespace", "")
+        if (kind in _PLAIN_KINDS and type(value) is str and type(namespace) is str and 0 < len(value) <= 128
+                and len(namespace) <= 64 and not value[0].isspace() and not value[-1].isspace()
+                and (namespace or kind not in NAMESPACED)):
+            return (kind, "" if kind == "unionid" else namespace, value)
+        if kind == "phone" and phones is not None and type(value) is str and value in phones \
+                and type(namespace) is str and len(namespace) <= 64:
+            return ("phone", "", phones[value])
     field = f"identities[{index}]"
     if not isinstance(item, dict):
         raise _reject("invalid_identity", "身份必须是对象", "each identity must be an object", field)
@@ -103,16 +115,20 @@ def _identity(item: Any, index: int) -> tuple[str, str, str]:
                       f"{kind} needs a namespace (AppID, CorpID or platform)", field)
     if kind == "phone":
         try:
-            return ("phone", "", phone_hash(normalize_phone(value)))
+            hashed = phone_hash(normalize_phone(value))
         except ValueError:
             raise _reject("invalid_phone", "手机号格式不正确", "not a valid phone number", field) from None
+        if phones is not None:
+            phones[value] = hashed  # a keyed hash costs as much as the rest of the event: once per batch
+        return ("phone", "", hashed)
     if kind in {"unionid"}:
         namespace = ""
     return (kind, namespace, value.strip())
 
 
 def validate_event(raw: Any, *, catalogue: dict[str, EventType], now: datetime,
-                   max_future: timedelta, max_age: timedelta) -> dict[str, Any]:
+                   max_future: timedelta, max_age: timedelta, phones: dict[str, str] | None = None) -> dict[str, Any]:
+    """``phones``: a dict shared by the events of one batch (phone as sent → keyed hash), optional."""
     if not isinstance(raw, dict):
         raise _reject("invalid_event", "事件必须是 JSON 对象", "an event must be a JSON object")
     event_id = raw.get("event_id")
@@ -134,7 +150,7 @@ def validate_event(raw: Any, *, catalogue: dict[str, EventType], now: datetime,
     if not isinstance(identities, list) or not identities or len(identities) > 10:
         raise _reject("missing_identity", "每个事件需要 1-10 个身份标识", "each event needs 1-10 identities",
                       "identities")
-    keys = [_identity(item, index) for index, item in enumerate(identities)]
+    keys = [_identity(item, index, phones) for index, item in enumerate(identities)]
 
     properties = raw.get("properties", {})
     if properties is None:
@@ -161,7 +177,7 @@ def validate_event(raw: Any, *, catalogue: dict[str, EventType], now: datetime,
     channel_raw = raw.get("channel")
     if channel_raw is not None and not isinstance(channel_raw, str):
         raise _reject("invalid_channel", "channel 必须是字符串", "channel must be a string", "channel")
-    channel = channel_normalize(channel_raw or utm["source"])
+    channel = _channel(channel_raw or utm["source"])
     # one scan of every text field (PostgreSQL cannot store NUL in text)
     if "\x00" in "".join((channel, *utm.values(), *(part for key in keys for part in key))):
         raise _reject("invalid_character", "字段不能包含 NUL 字符", "fields must not contain NUL characters")
@@ -178,6 +194,35 @@ def validate_event(raw: Any, *, catalogue: dict[str, EventType], now: datetime,
 
 
 _NO_UTM = dict.fromkeys(UTM_FIELDS, "")
+_UTM_KEYS = {f"utm_{name}": name for name in UTM_FIELDS}
+# Anything that makes urlsplit/parse_qs do more than split: escapes, '+', brackets (IPv6 hosts),
+# spaces and control characters (stripped or removed by urlsplit).
+_URL_NEEDS_PARSER = re.compile(r"[%+\[\]\x00-\x20\x7f]")
+
+
+@lru_cache(maxsize=4096)
+def _channel(value: str | None) -> str:
+    return channel_normalize(value)
+
+
+def _utm_from_url(page_url: str) -> dict[str, str]:
+    """The utm_* query parameters of a URL, first value of each, as ``parse_qs(urlsplit(url).query)``
+    reads them; plain URLs (most) are split by hand, the rest go through the standard library."""
+    if _URL_NEEDS_PARSER.search(page_url) is None:
+        query = page_url.split("#", 1)[0].partition("?")[2]
+        found: dict[str, str] = {}
+        if "utm_" in query:
+            for pair in query.split("&"):
+                name, equals, value = pair.partition("=")
+                field_name = _UTM_KEYS.get(name)
+                if field_name is not None and equals and value and field_name not in found:
+                    found[field_name] = value
+        return found
+    try:
+        query = parse_qs(urlsplit(page_url).query)
+    except ValueError:  # e.g. an unbalanced '[' in the host
+        raise _reject("invalid_page_url", "page_url 不是有效的 URL", "page_url is not a valid URL", "page_url") from None
+    return {name: query[key][0] for key, name in _UTM_KEYS.items() if key in query}
 
 
 def _utm(raw: dict[str, Any]) -> dict[str, str]:
@@ -190,10 +235,7 @@ def _utm(raw: dict[str, Any]) -> dict[str, str]:
         if not isinstance(page_url, str) or len(page_url) > 2048:
             raise _reject("invalid_page_url", "page_url 必须是 ≤2048 字的字符串",
                           "page_url must be a string of at most 2048 characters", "page_url")
-        query = parse_qs(urlsplit(page_url).query)
-        for name in UTM_FIELDS:
-            if f"utm_{name}" in query:
-                utm[name] = query[f"utm_{name}"][0]
+        utm.update(_utm_from_url(page_url))
     if given is not None:
         if not isinstance(given, dict):
             raise _reject("invalid_utm", "utm 必须是对象", "utm must be an object", "utm")

@@ -148,6 +148,18 @@ def _load_identities(workspace: Workspace, all_keys: set[IdentityKey]) -> dict[I
     """{key: (identity id, customer id)} for the stored keys, via the (workspace, value) index."""
     found: dict[IdentityKey, tuple[int, int]] = {}
     values = sorted({key[2] for key in all_keys})
+    if connection.vendor == "postgresql" and values:
+        # One hash join against the distinct values, sent as one JSON document: the ORM's `value IN (…)`
+        # spent ~0.5 ms of Python per call building thousands of parameters.
+        with _pg_cursor() as cursor:
+            cursor.execute("SELECT i.id, i.kind, i.namespace, i.value, i.customer_id "
+                           "FROM (SELECT DISTINCT jsonb_array_elements_text(%s::jsonb) AS value) AS v "
+                           "JOIN customers_identity AS i ON i.workspace_id = %s AND i.value = v.value",
+                           [json.dumps(values), workspace.pk], prepare=False)
+            for pk, kind, namespace, value, customer_id in cursor.fetchall():
+                if (kind, namespace, value) in all_keys:
+                    found[(kind, namespace, value)] = (pk, customer_id)
+        return found
     chunk = max(100, (connection.features.max_query_params or 30000) - 10)
     for start in range(0, len(values), chunk):
         rows = Identity.objects.filter(workspace=workspace, value__in=values[start:start + chunk])
@@ -279,7 +291,13 @@ def _resolve_once(workspace: Workspace, observations: Sequence[Observation]) -> 
         return customer_id
 
     existing_ids = set(owner.values())
-    if existing_ids:
+    if existing_ids and connection.vendor == "postgresql":
+        with _pg_cursor() as cursor:
+            cursor.execute("SELECT id, first_seen_at FROM customers_customer "
+                           "WHERE id = ANY(string_to_array(%s, ',')::bigint[])",
+                           [",".join(str(pk) for pk in existing_ids)])
+            first_seen.update(cursor.fetchall())
+    elif existing_ids:
         first_seen.update(Customer.objects.filter(pk__in=existing_ids).values_list("pk", "first_seen_at"))
 
     def age(customer_id: int) -> tuple[datetime, int]:

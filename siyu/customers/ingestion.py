@@ -100,10 +100,12 @@ def events_ingest(*, workspace: Workspace, events: Any, now: datetime | None = N
     result = BatchResult()
     valid: list[tuple[int, dict[str, Any]]] = []
     seen_ids: set[str] = set()
+    phones: dict[str, str] = {}  # phone as sent → keyed hash, shared by the batch's events
     for index, raw in enumerate(events):
         event_id = raw.get("event_id") if isinstance(raw, dict) and isinstance(raw.get("event_id"), str) else None
         try:
-            event = validate_event(raw, catalogue=catalogue, now=now, max_future=max_future, max_age=max_age)
+            event = validate_event(raw, catalogue=catalogue, now=now, max_future=max_future, max_age=max_age,
+                                   phones=phones)
         except EventRejected as rejected:
             result.outcomes.append(EventOutcome(index, event_id, "rejected", rejected.code, rejected.message_zh,
                                                 rejected.message_en, rejected.field))
@@ -229,15 +231,25 @@ def _resolve(workspace: Workspace, events: list[dict[str, Any]], *, attempts: in
     known = _known_identities(workspace.pk, {key for event in events for key in event["keys"]})
     results: list[Resolution | None] = [None] * len(events)
     slow: list[int] = []
+    # A customer's events carry the same identities: decide once per distinct list of keys.
+    decided: dict[tuple, Resolution | None] = {}
     for position, event in enumerate(events):
-        keys = event["keys"]
-        owners = {known[key][1] for key in keys if key in known}
-        if len(owners) == 1 and all(key in known for key in keys):
-            results[position] = Resolution(customer_id=owners.pop(), identity_id=known[sort_keys(keys)[0]][0])
-            # every identity of the event was observed again (the slow path's resolver does this itself)
-            results[position].seen_identity_ids = [known[key][0] for key in keys]
+        signature = tuple(event["keys"])
+        if signature in decided:
+            answer = decided[signature]
         else:
+            keys = event["keys"]
+            owners = {known[key][1] for key in keys if key in known}
+            answer = None
+            if len(owners) == 1 and all(key in known for key in keys):
+                # every identity of the event was observed again (the slow path's resolver does this itself)
+                answer = Resolution(customer_id=owners.pop(), identity_id=known[sort_keys(keys)[0]][0],
+                                    seen_identity_ids=[known[key][0] for key in keys])
+            decided[signature] = answer
+        if answer is None:
             slow.append(position)
+        else:
+            results[position] = answer
     if not slow:
         return results  # type: ignore[return-value]
 
