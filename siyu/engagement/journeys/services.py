@@ -190,8 +190,9 @@ def settings_update(*, workspace: Workspace, caps: Any, quiet_start: Any, quiet_
     clean: dict[str, dict[str, int]] = {}
     for channel in DEFAULT_CAPS:
         value = (caps or {}).get(channel) if isinstance(caps, dict) else None
-        if value is None:
-            continue
+        if value is None or (isinstance(value, dict) and value.get("day") in (None, "")
+                             and value.get("week") in (None, "")):
+            continue  # not given: the default stays
         try:
             day, week = int(value["day"]), int(value["week"])
         except (KeyError, TypeError, ValueError):
