@@ -33,7 +33,7 @@ WECHAT_HOSTS = frozenset({
     "mp.weixin.qq.com", "open.work.weixin.qq.com",
 })
 # Modules that register routes when imported (each area owns its module).
-AREA_MODULES = ("tokens", "control", "mp", "miniapp", "oauth", "work", "pay", "consumers", "groupchat")
+AREA_MODULES = ("tokens", "control", "mp", "miniapp", "oauth", "work", "pay", "consumers", "groupchat", "kf")
 
 
 class SimError(Exception):

@@ -149,3 +149,19 @@ class ConversationMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.direction}:{self.sender}:{self.text[:20]}"
+
+
+class KfCursor(models.Model):
+    """Where this workspace's reading of a 微信客服 account stands (``kf/sync_msg`` cursor)."""
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")
+    app = models.ForeignKey(WeChatApp, on_delete=models.CASCADE, related_name="+")
+    open_kfid = models.CharField(max_length=64)
+    cursor = models.CharField(max_length=128, blank=True, default="")
+    synced_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["app", "open_kfid"], name="service_kf_cursor_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.open_kfid}@{self.cursor}"

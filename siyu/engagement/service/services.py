@@ -22,17 +22,19 @@ from django.utils import timezone
 from siyu.core.errors import SiyuError
 from siyu.core.models import Workspace
 from siyu.core.services import audit_record
-from siyu.customers.models import Customer
+from siyu.customers.models import Customer, Identity, IdentityKind
 from siyu.engagement.inbox.models import StaffTask, TaskLevel, TaskStatus
 from siyu.engagement.inbox.services import task_create
 from siyu.engagement.service import channels
 from siyu.engagement.service.matching import Decision, decide, rule_check
 from siyu.engagement.service.models import (
+    Channel,
     Conversation,
     ConversationMessage,
     Direction,
     FaqEntry,
     KeywordRule,
+    KfCursor,
     Resolution,
     Sender,
     ServiceSettings,
@@ -40,6 +42,7 @@ from siyu.engagement.service.models import (
 from siyu.engagement.service.retrieval import faq_index, keyword_rules
 from siyu.loyalty.tiers import tier_of
 from siyu.wechat.models import WeChatApp
+from siyu.wechat.work import kf
 
 logger = logging.getLogger(__name__)
 TEXT_MAX = 2000
@@ -104,7 +107,8 @@ def _outgoing(conversation: Conversation, *, text: str, sender: str, resolution:
         faq_id=faq_id, rule_id=rule_id, score=score, created_at=now)
     try:
         with transaction.atomic():
-            message.delivery = channels.text_send(conversation=conversation, text=text, actor=staff)
+            message.delivery = channels.text_send(conversation=conversation, text=text, actor=staff,
+                                                  ref=f"siyu{message.pk}")
     except SiyuError as error:
         if sender == Sender.STAFF:
             raise
@@ -314,3 +318,42 @@ def settings_update(*, workspace: Workspace, actor: Any, enabled: bool, threshol
         audit_record(workspace=workspace, actor=actor, action="service_settings_update", target_type="service",
                      target_id=workspace.pk, threshold=row.threshold, enabled=row.enabled)
     return row
+
+
+# ------------------------------------------------------------------------------------------ 微信客服
+
+
+KF_PAGES_MAX = 20  # per event: 20 × 1000 messages; the rest waits for the next event
+
+
+def kf_messages_pull(*, app_id: int, token: str = "", open_kfid: str = "") -> int:
+    """Read new 微信客服 messages from the stored cursor and answer the customers' texts; returns how many
+    incoming messages were new. The cursor row is locked, so two events for one account never read the same
+    page twice; a message read twice anyway (a crash before the cursor was saved) is stopped by its msgid."""
+    app = WeChatApp.objects.filter(pk=app_id).first()
+    if app is None or not open_kfid:
+        return 0
+    KfCursor.objects.get_or_create(app=app, open_kfid=open_kfid, defaults={"workspace_id": app.workspace_id})
+    fresh = 0
+    with transaction.atomic():
+        cursor = KfCursor.objects.select_for_update().get(app=app, open_kfid=open_kfid)
+        for _page in range(KF_PAGES_MAX):
+            page = kf.kf_sync(app, cursor=cursor.cursor, token=token, open_kfid=open_kfid)
+            for item in page["msg_list"]:
+                if item.get("origin") != 3 or item.get("msgtype") != "text":
+                    continue  # our own sends (origin 5), system events, non-text messages
+                external_userid = str(item.get("external_userid") or "")[:64]
+                identity = Identity.objects.filter(workspace_id=app.workspace_id, kind=IdentityKind.EXTERNAL_USERID,
+                                                   namespace=app.appid, value=external_userid).first()
+                answered = message_answer(
+                    workspace_id=app.workspace_id, channel=Channel.WECOM_KF, app_id=app.pk, peer=external_userid,
+                    account=open_kfid, text=str((item.get("text") or {}).get("content") or ""),
+                    external_id=f"{app.appid}:{item.get('msgid')}",
+                    customer_id=identity.customer_id if identity else None)
+                fresh += answered is not None
+            cursor.cursor = page["next_cursor"]
+            if not page["has_more"]:
+                break
+        cursor.synced_at = timezone.now()
+        cursor.save(update_fields=["cursor", "synced_at"])
+    return fresh

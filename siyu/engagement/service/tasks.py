@@ -1,5 +1,5 @@
-"""The bot's background work: incoming 公众号 (and 微信客服) messages are answered in a Huey task after the
-callback committed — never inside WeChat's five seconds — and at most once per WeChat message id."""
+"""The bot's background work: incoming 公众号 messages and 微信客服 events are handled in Huey tasks after the
+callback committed — never inside WeChat's five seconds — and each message answered at most once (by its id)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from huey.contrib.djhuey import db_task
 
 from siyu.core.domain_events import subscribe
 from siyu.engagement.service.models import Channel
-from siyu.engagement.service.services import message_answer
+from siyu.engagement.service.services import kf_messages_pull, message_answer
 from siyu.wechat.official.inbound import MESSAGE_RECEIVED
+from siyu.wechat.work.kf import KF_EVENT
 
 logger = logging.getLogger(__name__)
 
@@ -30,3 +31,15 @@ def on_official_message(*, workspace_id, app_id, appid, openid, text, msg_id, cu
 
 
 subscribe(MESSAGE_RECEIVED, on_official_message)
+
+
+@db_task(retries=3, retry_delay=10)
+def kf_pull_task(app_id: int, token: str, open_kfid: str) -> int:
+    return kf_messages_pull(app_id=app_id, token=token, open_kfid=open_kfid)
+
+
+def on_kf_event(*, app_id, token="", open_kfid="", **_):
+    kf_pull_task(app_id, token, open_kfid)
+
+
+subscribe(KF_EVENT, on_kf_event)

@@ -2,8 +2,9 @@
 
 from django.urls import path
 
-from siyu.wechat.work import views
+from siyu.wechat.work import kf, views
 
 urlpatterns: list = [
     path("<str:corpid>/callback", views.callback, name="wechat_work_callback"),
+    path("<str:corpid>/kf/callback", kf.kf_callback, name="wechat_work_kf_callback"),
 ]
