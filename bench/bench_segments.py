@@ -12,6 +12,14 @@ on PostgreSQL, against the same query hand-written in DuckDB SQL over the same r
    hand-written query (median of ``--runs``; loading is reported, not counted) and checks both counts agree.
 
 "now" is one second after the newest event, so the windows are full of data however old the database is.
+
+``--index-database NAME`` also times the same query on a copy of just the columns it reads plus the covering
+event index the customers app would need (the simulator's database itself is never altered)::
+
+    createdb siyu_segments_idx; create customers_customer(id, workspace_id, status, city),
+    customers_identity(id, customer_id), customers_event(id, workspace_id, type, occurred_at, identity_id);
+    COPY each from siyu_perf_sim; CREATE INDEX ON customers_identity (customer_id);
+    CREATE INDEX ON customers_event (workspace_id, type, occurred_at) INCLUDE (identity_id); VACUUM ANALYZE
 """
 
 from __future__ import annotations
@@ -118,7 +126,9 @@ def duckdb_measure(pg: dict, runs: int) -> dict:
                "identity": "id BIGINT, customer_id BIGINT",
                "event": "workspace_id BIGINT, identity_id BIGINT, type VARCHAR, occurred_us BIGINT"}
     started = time.perf_counter()
+    connection.ensure_connection()
     raw = connection.connection  # psycopg 3 connection under Django
+    raw.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
     for table, query in copies.items():
         with (open(directory / f"{table}.csv", "wb") as out, raw.cursor() as cursor,
               cursor.copy(f"COPY ({query}) TO STDOUT WITH (FORMAT csv)") as copy):
