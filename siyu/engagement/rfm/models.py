@@ -41,8 +41,8 @@ class CustomerScore(models.Model):
     interaction_idle_days = models.IntegerField(null=True, blank=True)  # null: never interacted
     age_days = models.IntegerField(default=0)  # days since the customer was first seen (registration age)
     # Layers: seed 002's five tiers and seed 003's six classes (codes defined in rfm.presets).
-    rfm5 = models.CharField(max_length=16, blank=True, default="")
-    rfm6 = models.CharField(max_length=16, blank=True, default="")
+    rfm5 = models.CharField(max_length=24, blank=True, default="")
+    rfm6 = models.CharField(max_length=24, blank=True, default="")
     lifecycle = models.CharField(max_length=8, choices=LifecycleStage.choices, default=LifecycleStage.NEW)
     computed_at = models.DateTimeField()
 
@@ -60,8 +60,8 @@ class LayerChange(models.Model):
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="layer_changes")
     kind = models.CharField(max_length=16)
-    from_code = models.CharField(max_length=16, blank=True, default="")
-    to_code = models.CharField(max_length=16)
+    from_code = models.CharField(max_length=24, blank=True, default="")
+    to_code = models.CharField(max_length=24)
     at = models.DateTimeField()
 
     class Meta:

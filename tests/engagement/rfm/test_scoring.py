@@ -206,3 +206,11 @@ def test_other_workspaces_are_not_scored(workspace, other_workspace):
     mine = f.customer(workspace, first_seen_at=now - DAY)
     rfm_recompute(workspace=workspace, now=now)
     assert list(CustomerScore.objects.values_list("customer_id", flat=True)) == [mine.pk]
+
+
+def test_every_layer_code_fits_its_columns():
+    for kind, preset in PRESETS.items():
+        longest = max(len(code) for code in preset.codes)
+        assert longest <= CustomerScore._meta.get_field(kind).max_length
+        assert longest <= LayerChange._meta.get_field("to_code").max_length
+        assert longest <= LayerChange._meta.get_field("from_code").max_length
