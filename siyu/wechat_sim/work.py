@@ -124,7 +124,8 @@ class Corp:
     tags: dict[str, CorpTag] = field(default_factory=dict)
     groups: dict[str, GroupChat] = field(default_factory=dict)
     templates: dict[str, MsgTemplate] = field(default_factory=dict)
-    received: dict[tuple[str, str], int] = field(default_factory=dict)  # (external_userid, "YYYY-MM") -> count
+    # mass messages received: (external_userid, "YYYY-MM") -> count, and (chat_id, "YYYY-MM-DD") -> count
+    received: dict[tuple[str, str], int] = field(default_factory=dict)
     moments: dict[str, dict[str, Any]] = field(default_factory=dict)  # jobid -> task
     transfers: list[Transfer] = field(default_factory=list)
     welcome_codes: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -569,10 +570,12 @@ def msg_template_add(sim: Simulator, request: SimRequest) -> SimResponse:
     payload = _body(request)
     chat_type = payload.get("chat_type", "single")
     text = (payload.get("text") or {}).get("content", "") if isinstance(payload.get("text"), dict) else ""
-    if chat_type != "single":
-        raise SimError(40097, "the simulator supports chat_type single")
+    if chat_type not in ("single", "group"):
+        raise SimError(40097, "chat_type must be single or group")
     if not text:
         raise SimError(41033, "text is required")
+    if chat_type == "group":
+        return _group_template_add(sim, corp, payload, text)
     targets_in = payload.get("external_userid") or []
     if not isinstance(targets_in, list) or len(targets_in) > MASS_SEND_MAX_CUSTOMERS:
         raise SimError(40097, f"external_userid must be a list of at most {MASS_SEND_MAX_CUSTOMERS}")
@@ -601,6 +604,29 @@ def msg_template_add(sim: Simulator, request: SimRequest) -> SimResponse:
     return _ok(fail_list=fail, msgid=msgid)
 
 
+def _group_template_add(sim: Simulator, corp: Corp, payload: dict, text: str) -> SimResponse:
+    """A 群发 to customer groups: ``sender`` (the groups' owner) is required; ``chat_id_list`` narrows it to
+    some of the sender's groups. The owner confirms it in their client like a single-chat task."""
+    sender, chat_ids = payload.get("sender"), payload.get("chat_id_list")
+    if not isinstance(sender, str) or not sender:
+        raise SimError(40097, "sender is required when chat_type is group")
+    if chat_ids is not None and (not isinstance(chat_ids, list) or not all(isinstance(c, str) for c in chat_ids)):
+        raise SimError(40097, "chat_id_list must be a list of chat ids")
+    with sim.lock:
+        _staff(corp, sender)
+        chats = sorted(chat.chat_id for chat in corp.groups.values()
+                       if chat.owner == sender and not chat.dismissed and (chat_ids is None or chat.chat_id in chat_ids))
+        if not chats:
+            raise SimError(41048, "no customer group to send to")
+        msgid = _new_id(sim, "msg")
+        template = MsgTemplate(msgid, "group", text, int(time.time()))
+        template.targets = dict.fromkeys(chats, sender)
+        template.tasks = {sender: {"status": 0, "send_time": 0}}
+        template.results = {chat_id: {"status": 0, "send_time": 0} for chat_id in chats}
+        corp.templates[msgid] = template
+    return _ok(fail_list=[], msgid=msgid)
+
+
 def _template(corp: Corp, msgid: Any) -> MsgTemplate:
     template = corp.templates.get(msgid) if isinstance(msgid, str) else None
     if template is None:
@@ -626,8 +652,10 @@ def groupmsg_send_result(sim: Simulator, request: SimRequest) -> SimResponse:
         userid = payload.get("userid")
         if userid not in template.tasks:
             raise SimError(60111, "invalid userid")
-        rows = [{"external_userid": external_userid, "chat_id": "", "userid": staff, **template.results[external_userid]}
-                for external_userid, staff in sorted(template.targets.items()) if staff == userid]
+        group = template.chat_type == "group"
+        rows = [{"external_userid": "" if group else target, "chat_id": target if group else "", "userid": staff,
+                 **template.results[target]}
+                for target, staff in sorted(template.targets.items()) if staff == userid]
     return _ok(next_cursor="", send_list=rows)
 
 
@@ -646,6 +674,8 @@ def staff_confirm_mass_send(sim: Simulator, corpid: str, msgid: str, userid: str
         if task["status"] == 2:
             return counts
         task.update(status=2, send_time=int(now))
+        if template.chat_type == "group":
+            return _group_template_confirm(corp, template, now, counts)
         for external_userid, staff in template.targets.items():
             if staff != userid:
                 continue
@@ -659,6 +689,24 @@ def staff_confirm_mass_send(sim: Simulator, corpid: str, msgid: str, userid: str
                 corp.received[(external_userid, month)] = corp.received.get((external_userid, month), 0) + 1
             template.results[external_userid] = {"status": status, "send_time": int(now) if status == 1 else 0}
             counts[status] += 1
+    return counts
+
+
+def _group_template_confirm(corp: Corp, template: MsgTemplate, now: float, counts: dict[int, int]) -> dict[int, int]:
+    """Each customer group receives at most one mass message a day (Asia/Shanghai) from the corp; a group
+    dismissed since the task was made is skipped (status 2), one already sent to today gets status 3."""
+    day = datetime.fromtimestamp(now, SHANGHAI).strftime("%Y-%m-%d")
+    for chat_id in template.targets:
+        chat = corp.groups.get(chat_id)
+        if chat is None or chat.dismissed:
+            status = 2
+        elif corp.received.get((chat_id, day), 0) >= 1:
+            status = 3
+        else:
+            status = 1
+            corp.received[(chat_id, day)] = 1
+        template.results[chat_id] = {"status": status, "send_time": int(now) if status == 1 else 0}
+        counts[status] += 1
     return counts
 
 

@@ -145,6 +145,31 @@ def test_mass_send_needs_confirmation_and_respects_monthly_limit(sim, token):
     assert statuses == {people[0]["external_userid"]: 1, people[1]["external_userid"]: 3}
 
 
+def test_group_mass_send_goes_to_the_senders_groups_once_a_day(sim, token):
+    mine = [work.group_create(sim, CORP, "zhangsan", name) for name in ("福利群", "兴趣群", "荣誉群")]
+    theirs = work.group_create(sim, CORP, "lisi", "李四的群")
+    missing_sender = call(sim, "POST", "externalcontact/add_msg_template", token, json={
+        "chat_type": "group", "text": {"content": "周一福利"}})
+    assert missing_sender["errcode"] == 40097
+    nobody = call(sim, "POST", "externalcontact/add_msg_template", token, json={
+        "chat_type": "group", "sender": "zhangsan", "chat_id_list": [theirs], "text": {"content": "周一福利"}})
+    assert nobody["errcode"] == 41048  # another owner's group is not the sender's to post in
+    created = call(sim, "POST", "externalcontact/add_msg_template", token, json={
+        "chat_type": "group", "sender": "zhangsan", "chat_id_list": mine[:2], "text": {"content": "周一福利"}})
+    assert created["errcode"] == 0
+    tasks = call(sim, "POST", "externalcontact/get_groupmsg_task", token, json={"msgid": created["msgid"]})
+    assert tasks["task_list"] == [{"userid": "zhangsan", "status": 0, "send_time": 0}]
+    assert work.staff_confirm_mass_send(sim, CORP, created["msgid"], "zhangsan") == {1: 2, 2: 0, 3: 0}
+    results = call(sim, "POST", "externalcontact/get_groupmsg_send_result", token,
+                   json={"msgid": created["msgid"], "userid": "zhangsan"})
+    assert {row["chat_id"]: row["status"] for row in results["send_list"]} == {mine[0]: 1, mine[1]: 1}
+    assert {row["external_userid"] for row in results["send_list"]} == {""}
+    # all of the sender's groups: the two that got one today are at the day's limit
+    again = call(sim, "POST", "externalcontact/add_msg_template", token, json={
+        "chat_type": "group", "sender": "zhangsan", "text": {"content": "周一福利（补发）"}})
+    assert work.staff_confirm_mass_send(sim, CORP, again["msgid"], "zhangsan") == {1: 1, 2: 0, 3: 2}
+
+
 def test_groups_resign_and_transfer(sim, token):
     way = call(sim, "POST", "externalcontact/add_contact_way", token,
                json={"type": 1, "scene": 2, "user": ["zhangsan"]})
