@@ -1,20 +1,27 @@
 """Flash sale under a crowd on PostgreSQL: paid orders per second next to the hot-row limit.
 
     ./run bench flashsale                                   # 500 clients, 3,000 units
-    .venv/bin/python bench/bench_flashsale.py --clients 500 --stock 3000 [--write-results]
+    .venv/bin/python bench/bench_flashsale.py --clients 500 --stock 3000 --procs 4 [--write-results]
 
 A fresh database (``siyu_bench_flash``, dropped and created on the server of SIYU_TEST_PG_URL, migrated) gets
-a workspace, a WeChat Pay merchant registered both in Siyu and in the WeChat simulator (started in a thread of
-this process, simulator mode: Siyu's Pay client talks to it over HTTP on 127.0.0.1), a product and one flash
+a workspace, a WeChat Pay merchant registered both in Siyu and in the WeChat simulator, a product and one flash
 sale of ``--stock`` units (limit one per customer), and ``stock + clients`` buyers (customers with the openid
 their simulated WeChat user has under the shop's AppID).
 
-Measured: ``--clients`` threads (each its own database connection, closed at the end) take buyers from one
-queue; each buyer goes through the whole purchase: ``checkout`` (flash reservation + order, one transaction),
-``order_prepay`` (JSAPI prepay from the simulated WeChat Pay over HTTP, signed), the simulated consumer pays
-and the simulator delivers the signed, encrypted payment notification to Siyu's notify view (through the
-Django stack in-process), which marks the order paid. Rate = paid orders ÷ wall time from the first checkout
-to the last buyer answered (the sold-out tail included).
+Processes, as a deployment would have them (all on this machine):
+- this process: set-up, then the WeChat simulator (HTTP, threads), then the checks;
+- Siyu's web server: gunicorn (``--server-workers`` processes, gthread) receiving WeChat Pay's notifications;
+- Siyu's background worker: one Huey consumer (``siyu run_huey``, Redis queue of its own) running what the
+  payment path queues (loyalty earning, the customer timeline);
+- the buyers: ``--procs`` processes with ``--clients`` threads in all, each thread its own database
+  connection (Siyu's services in-process, as a web worker runs them), taking buyers from their queue.
+
+One purchase: ``checkout`` (flash reservation + order, one transaction), ``order_prepay`` (JSAPI prepay from
+the simulated WeChat Pay over HTTP, signed), the consumer pays in the simulator (HTTP) and the simulator
+delivers the signed, encrypted payment notification to Siyu's notify view on gunicorn, which marks the order
+paid; the buyer's answer comes back when the notification was answered. Rate = paid orders ÷ wall time from
+the first checkout to the last buyer answered (the sold-out tail included). The queued loyalty and timeline
+work is drained after that and timed separately.
 
 Baseline, same run, same server, same number of threads each with its own connection: a one-row table with
 the same number of units and the single conditional ``UPDATE … SET stock = stock - 1 WHERE id = 1 AND
@@ -23,43 +30,41 @@ per second one hot row allows here. Ratio = paid orders/s ÷ hot-row updates/s.
 
 Checked at the end (the run fails otherwise): paid orders == committed flash units == initial stock −
 stock left == paid payment intents; no reservation still held; every order has its line and its
-reservation; one paid order per customer at most.
+reservation; one paid order per customer at most; after the queue drained: exactly one points earning and
+one growth entry per paid order, one order_paid timeline event per paid order.
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
+import json
+import multiprocessing
 import os
 import queue
+import signal
+import socket
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections import Counter
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from common import load, machine, now_utc, results_section_write  # noqa: E402
+from common import load, machine, now_utc  # noqa: E402
+from pg_template import database_prepare, template_save  # noqa: E402
+from results_history import subsection_append  # noqa: E402
 
 PG_DB = "siyu_bench_flash"
 TITLE = "Flash sale on PostgreSQL (issue 4) — bench/bench_flashsale.py"
 ADDRESS = {"name": "张三", "phone": "13800138000", "province": "上海市", "city": "上海市", "district": "徐汇区",
            "detail": "漕溪北路 88 号 1201 室"}
-
-
-def database_prepare(name: str) -> str:
-    import psycopg
-
-    base = os.environ.get("SIYU_TEST_PG_URL", "postgres://siyu@127.0.0.1:55432/siyu")
-    with psycopg.connect(base.replace("postgres://", "postgresql://", 1), autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.execute(f"CREATE DATABASE {name}")
-    parts = urlsplit(base)
-    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", "", ""))
 
 
 def _crowd(clients: int, items: list, work, on_exit=None) -> tuple[list, float]:
@@ -140,48 +145,156 @@ def hot_row(database_url: str, clients: int, units: int) -> dict:
     return {"units": units, "wall_s": wall, "per_s": units / wall}
 
 
-def run(clients: int, stock: int, database: str, profile: str = "") -> dict:
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def _post_json(url: str, payload: dict) -> tuple[int, dict]:
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=300)
+    try:
+        conn.request("POST", parts.path, body=json.dumps(payload), headers={"Content-Type": "application/json"})
+        response = conn.getresponse()
+        return response.status, json.loads(response.read() or b"{}")
+    finally:
+        conn.close()
+
+
+def buyer_process(index: int, env: dict, workspace_id: int, sale_id: int, buyers: list, threads: int, sim_url: str,
+                  barrier, results, profile: str) -> None:
+    """One buyers' process: ``threads`` threads (one database connection each) buy for ``buyers``."""
+    os.environ.update(env)
+    import django
+
+    django.setup()
+    from django.db import connections
+
+    from siyu.commerce.orders import services
+    from siyu.core.errors import SiyuError
+    from siyu.core.models import Workspace
+    from siyu.customers.models import Customer
+    from tests.wechat.test_pay_support import APPID
+
+    workspace = Workspace.objects.get(pk=workspace_id)
+    customers = Customer.objects.in_bulk([customer_id for customer_id, _, _ in buyers])
+    connections.close_all()
+    pending: queue.Queue = queue.Queue()
+    for customer_id, user_key, openid in buyers:
+        pending.put((customers[customer_id], user_key, openid))
+
+    def buy(customer, user_key, openid) -> str:
+        try:
+            order = services.checkout(workspace=workspace, customer=customer, lines=[(sku_id, 1)],
+                                      address=ADDRESS, flash_sale_id=sale_id)
+        except SiyuError as error:
+            return error.code
+        params = services.order_prepay(order=order, openid=openid, appid=APPID)
+        status, answer = _post_json(f"{sim_url}/_sim/pay/pay", {"user": user_key, "prepay_id": params["prepay_id"]})
+        if status != 200:
+            return f"pay {status} {answer}"
+        return "paid" if answer.get("notifications") == [204] else f"notified {answer.get('notifications')}"
+
+    from siyu.commerce.promotions.models import FlashSale
+
+    sku_id = FlashSale.objects.get(pk=sale_id).sku_id
+    connections.close_all()
+    profiler = None
+    if profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        plain = buy
+
+        def buy(*args):
+            return profiler.runcall(plain, *args)
+
+    outcomes: list[str] = []
+    lock = threading.Lock()
+    errors: list[str] = []
+
+    def run() -> None:
+        mine = []
+        try:
+            while True:
+                try:
+                    item = pending.get_nowait()
+                except queue.Empty:
+                    break
+                mine.append(buy(*item))
+        except BaseException as error:  # reported, the run then fails
+            errors.append(repr(error))
+        finally:
+            connections.close_all()
+            with lock:
+                outcomes.extend(mine)
+
+    workers = [threading.Thread(target=run, daemon=True) for _ in range(threads)]
+    barrier.wait()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    if profiler is not None:
+        profiler.dump_stats(f"{profile}.{index}")
+    results.put({"outcomes": dict(Counter(outcomes)), "errors": errors, "ended": time.time()})
+
+
+def run(clients: int, stock: int, database: str, procs: int, server_workers: int, server_threads: int,
+        profile: str = "") -> dict:
     database_url = database_prepare(database)
-    os.environ["SIYU_DATABASE_URL"] = database_url
-    os.environ.setdefault("SIYU_DATA_DIR", tempfile.mkdtemp(prefix="siyu-bench-flash-"))
-    os.environ["SIYU_TASKS_IMMEDIATE"] = "1"
-    os.environ["DJANGO_SETTINGS_MODULE"] = "siyu.settings"
+    data_dir = os.environ.get("SIYU_DATA_DIR") or tempfile.mkdtemp(prefix="siyu-bench-flash-")
+    redis_url = os.environ.get("SIYU_REDIS_URL") or os.environ.get("SIYU_TEST_REDIS_URL") or "redis://127.0.0.1:56379/0"
+    queue_name = f"siyu-bench-flash-{os.getpid()}"
+    os.environ.update(SIYU_DATABASE_URL=database_url, SIYU_DATA_DIR=data_dir, SIYU_REDIS_URL=redis_url,
+                      SIYU_QUEUE_NAME=queue_name, DJANGO_SETTINGS_MODULE="siyu.settings")
+    os.environ.pop("SIYU_TASKS_IMMEDIATE", None)
     import django
 
     django.setup()
     from django.conf import settings
     from django.core.management import call_command
-    from django.db import connection, connections
+    from django.db import connection
     from django.db.models import Sum
-    from django.test import Client
     from django.utils import timezone
+    from huey.contrib.djhuey import HUEY
 
-    from siyu.commerce.orders import services
     from siyu.commerce.orders.models import Order, OrderLine
     from siyu.commerce.promotions.models import FlashReservation, FlashSale
-    from siyu.core.errors import SiyuError
     from siyu.core.services import workspace_create
-    from siyu.customers.models import Customer, Identity
-    from siyu.wechat_sim import pay as sim_pay
+    from siyu.customers.models import Customer, Event, Identity
+    from siyu.loyalty.models import GrowthEntry, PointsTransaction
     from siyu.wechat_sim.server import Simulator
     from tests.commerce.catalog_fixtures import make_product
     from tests.commerce.promotions_fixtures import make_flash_sale
     from tests.wechat.test_pay_support import APPID, connect_merchant
 
     call_command("migrate", interactive=False, verbosity=0)
-    sim = Simulator(siyu_url="http://siyu.bench", seed=7)
-    settings.SIYU_WECHAT_BASE_URL = sim.start()
-    settings.SIYU_PUBLIC_URL = sim.siyu_url
-    settings.SIYU_WECHAT_RETRY_DELAYS = (0.01, 0.01)
+    connection.close()
+    template_save(database)
+    HUEY.flush()
+    siyu_port = _free_port()
+    siyu_url = f"http://127.0.0.1:{siyu_port}"
+    from siyu.wechat_sim import server as sim_server
 
-    def deliver(method, url, body, headers):  # the notification, through Siyu's whole Django stack
-        extra = {"HTTP_" + name.upper().replace("-", "_"): value for name, value in headers.items()
-                 if name.lower() != "content-type"}
-        response = Client().generic(method, url.removeprefix(sim.siyu_url), data=body,
-                                    content_type="application/json", **extra)
-        return response.status_code, response.content
-
-    sim.transport = deliver
+    # The crowd connects at once: a listen backlog for 500 clients, and the notification's answer awaited as
+    # long as the queue in front of gunicorn takes (closed loop; WeChat itself would retry later).
+    sim_server._ThreadingServer.request_queue_size = 2048
+    sim = Simulator(siyu_url=siyu_url, seed=7)  # notifications go to gunicorn over HTTP
+    sim.transport = _notify_over_http
+    sim_url = sim.start()
+    settings.SIYU_WECHAT_BASE_URL = sim_url
+    settings.SIYU_PUBLIC_URL = siyu_url
     workspace = workspace_create(slug="flash", name="秒杀压测")
     connect_merchant(sim, workspace)
     _, skus = make_product(workspace, title="限量款球鞋", stock=0, price_fen=99900)
@@ -191,113 +304,184 @@ def run(clients: int, stock: int, database: str, profile: str = "") -> dict:
     with sim.lock:
         payers = []
         for number in range(count):
-            user = sim.state.user(f"buyer-{number}")
-            payers.append((user, sim.state.openid(user, APPID)))
+            key = f"buyer-{number}"
+            payers.append((key, sim.state.openid(sim.state.user(key), APPID)))
     at = timezone.now()
     customers = Customer.objects.bulk_create([Customer(workspace=workspace, first_seen_at=at, last_seen_at=at)
                                               for _ in range(count)], batch_size=2000)
     Identity.objects.bulk_create([Identity(workspace=workspace, customer=customer, kind="openid", namespace=APPID,
                                            value=openid, first_seen_at=at, last_seen_at=at)
                                   for customer, (_, openid) in zip(customers, payers, strict=True)], batch_size=2000)
-    buyers = [(customer, user, openid) for customer, (user, openid) in zip(customers, payers, strict=True)]
+    buyers = [(customer.pk, key, openid) for customer, (key, openid) in zip(customers, payers, strict=True)]
     connection.close()
 
-    def buy(buyer) -> str:
-        customer, user, openid = buyer
-        try:
-            order = services.checkout(workspace=workspace, customer=customer, lines=[(sale.sku_id, 1)],
-                                      address=ADDRESS, flash_sale_id=sale.pk)
-        except SiyuError as error:
-            return error.code
-        params = services.order_prepay(order=order, openid=openid, appid=APPID)
-        result = sim_pay.pay(sim, user, params["prepay_id"])
-        return "paid" if result.notifications == [204] else f"notified {result.notifications}"
+    env = {name: value for name, value in os.environ.items()}
+    env.update(SIYU_WECHAT_BASE_URL=sim_url, SIYU_PUBLIC_URL=siyu_url)
+    server = None
+    consumer = None
+    try:
+        server_env = dict(env)
+        # Siyu on gunicorn, on the port the simulator already sends notifications to.
+        command = [str(ROOT / ".venv" / "bin" / "gunicorn"), "siyu.wsgi:application", "--bind",
+                   f"127.0.0.1:{siyu_port}", "--workers", str(server_workers), "--worker-class", "gthread",
+                   "--threads", str(server_threads), "--keep-alive", "30", "--backlog", "2048", "--pythonpath",
+                   str(ROOT), "--log-level", "warning", "--timeout", "300"]
+        server = subprocess.Popen(command, cwd=ROOT, env=server_env, start_new_session=True)
+        _wait_http(siyu_port)
+        consumer = subprocess.Popen([str(ROOT / ".venv" / "bin" / "siyu"), "run_huey", "--workers", "2",
+                                     "--worker-type", "thread", "--no-periodic", "--quiet"],
+                                    cwd=ROOT, env=env, start_new_session=True)
+        context = multiprocessing.get_context("spawn")
+        barrier = context.Barrier(procs + 1)
+        results = context.Queue()
+        shares = [buyers[index::procs] for index in range(procs)]
+        threads = [clients // procs + (1 if index < clients % procs else 0) for index in range(procs)]
+        processes = [context.Process(target=buyer_process, args=(index, env, workspace.pk, sale.pk, shares[index],
+                                                                 threads[index], sim_url, barrier, results, profile))
+                     for index in range(procs)]
+        for process in processes:
+            process.start()
+        barrier.wait(timeout=600)
+        started = time.time()
+        reports = [results.get(timeout=3600) for _ in processes]
+        for process in processes:
+            process.join()
+        wall = max(report["ended"] for report in reports) - started
+        errors = [error for report in reports for error in report["errors"]]
+        if errors:
+            raise SystemExit(f"{len(errors)} client(s) failed, first: {errors[0]}")
+        tally = Counter()
+        for report in reports:
+            tally.update(report["outcomes"])
 
-    profiler = None
-    if profile:  # diagnostics only (--clients 1): where one thread's purchases spend their time
-        import cProfile
+        sale = FlashSale.objects.get(pk=sale.pk)
+        paid_orders = Order.objects.filter(payment_status="paid", order_status="confirmed").count()
+        from siyu.wechat.pay.models import PaymentIntent
 
-        profiler = cProfile.Profile()
-
-        def buy_profiled(buyer, plain=buy):
-            return profiler.runcall(plain, buyer)
-
-        buy = buy_profiled
-    # Each thread keeps its own Django connection (thread-local) for its buyers and closes it at the end.
-    outcomes, wall = _crowd(clients, buyers, buy, on_exit=connections.close_all)
-    if profiler is not None:
-        profiler.dump_stats(profile)
-    sim.stop()
-
-    from siyu.wechat.pay.models import PaymentIntent
-
-    sale = FlashSale.objects.get(pk=sale.pk)
-    tally = Counter(outcomes)
-    paid_orders = Order.objects.filter(payment_status="paid", order_status="confirmed").count()
-    committed = FlashReservation.objects.filter(state="committed").aggregate(n=Sum("quantity"))["n"] or 0
-    checks = {
-        "paid orders == units sold (committed)": paid_orders == committed,
-        "units sold == initial stock - stock left": committed == stock - sale.stock_left,
-        "paid outcomes == paid orders": tally["paid"] == paid_orders,
-        "paid payment intents == paid orders": PaymentIntent.objects.filter(status="paid").count() == paid_orders,
-        "no reservation held": not FlashReservation.objects.filter(state="held").exists(),
-        "every order has its line": OrderLine.objects.count() == Order.objects.count(),
-        "every order has its reservation": FlashReservation.objects.count() == Order.objects.count(),
-        "no unpaid order left": Order.objects.count() == paid_orders,
-        "one paid order per customer at most": Order.objects.values("customer_id").distinct().count() == paid_orders,
-        "only paid or sold out": set(tally) <= {"paid", "flash_sold_out"},
-    }
-    connection.close()
-    failed = [name for name, ok in checks.items() if not ok]
-    if failed:
-        raise SystemExit(f"oversell/consistency check failed: {failed}; outcomes {dict(tally)}; "
-                         f"stock left {sale.stock_left}")
+        committed = FlashReservation.objects.filter(state="committed").aggregate(n=Sum("quantity"))["n"] or 0
+        checks = {
+            "paid orders == units sold (committed)": paid_orders == committed,
+            "units sold == initial stock - stock left": committed == stock - sale.stock_left,
+            "paid outcomes == paid orders": tally["paid"] == paid_orders,
+            "paid payment intents == paid orders": PaymentIntent.objects.filter(status="paid").count() == paid_orders,
+            "no reservation held": not FlashReservation.objects.filter(state="held").exists(),
+            "every order has its line": OrderLine.objects.count() == Order.objects.count(),
+            "every order has its reservation": FlashReservation.objects.count() == Order.objects.count(),
+            "no unpaid order left": Order.objects.count() == paid_orders,
+            "one paid order per customer at most":
+                Order.objects.values("customer_id").distinct().count() == paid_orders,
+            "only paid or sold out": set(tally) <= {"paid", "flash_sold_out"},
+        }
+        failed = [name for name, ok in checks.items() if not ok]
+        if failed:
+            raise SystemExit(f"oversell/consistency check failed: {failed}; outcomes {dict(tally)}; "
+                             f"stock left {sale.stock_left}")
+        # The queued work (loyalty earning, timeline) drains in the background worker: wait, then check it.
+        drain_started = time.time()
+        while True:
+            earned = PointsTransaction.objects.filter(workspace=workspace, kind="earn").count()
+            growth = GrowthEntry.objects.filter(workspace=workspace, source="order_paid").count()
+            timeline = Event.objects.filter(workspace=workspace, type="order_paid").count()
+            if (earned, growth, timeline) == (paid_orders,) * 3 and HUEY.pending_count() == 0:
+                break
+            if time.time() - drain_started > 1800 or (earned > paid_orders or growth > paid_orders):
+                raise SystemExit(f"queued work: {earned} earnings, {growth} growth entries, {timeline} timeline "
+                                 f"events for {paid_orders} paid orders ({HUEY.pending_count()} tasks pending)")
+            time.sleep(1)
+        drain_s = time.time() - drain_started
+        if PointsTransaction.objects.filter(workspace=workspace, kind="earn").values("ref").distinct().count() \
+                != paid_orders:
+            raise SystemExit("an order earned points twice")
+        connection.close()
+    finally:
+        for process in (consumer, server):
+            if process is not None:
+                _stop(process)
+        sim.stop()
+        HUEY.flush()
+    system_load = load()
     baseline = hot_row(database_url, clients, stock)
-    return {"clients": clients, "stock": stock, "buyers": count, "paid": paid_orders, "sold_out": tally["flash_sold_out"],
-            "stock_left": sale.stock_left, "wall_s": wall, "per_s": paid_orders / wall,
-            "baseline_per_s": baseline["per_s"], "baseline_wall_s": baseline["wall_s"],
-            "ratio": (paid_orders / wall) / baseline["per_s"], "load": load()}
+    return {"clients": clients, "procs": procs, "stock": stock, "buyers": count, "paid": paid_orders,
+            "sold_out": tally["flash_sold_out"], "stock_left": sale.stock_left, "wall_s": wall,
+            "per_s": paid_orders / wall, "baseline_per_s": baseline["per_s"], "baseline_wall_s": baseline["wall_s"],
+            "ratio": (paid_orders / wall) / baseline["per_s"], "load": system_load, "drain_s": drain_s,
+            "server": f"{server_workers}×{server_threads}"}
+
+
+def _notify_over_http(method: str, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=600)
+    try:
+        conn.request(method, parts.path, body=body, headers=headers)
+        response = conn.getresponse()
+        return response.status, response.read()
+    except OSError:
+        return 0, b""
+    finally:
+        conn.close()
+
+
+def _wait_http(port: int) -> None:
+    deadline = time.time() + 600  # gunicorn's workers import Django: minutes on the busy shared machine
+    while time.time() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request("GET", "/")
+            conn.getresponse().read()
+            conn.close()
+            return
+        except OSError:
+            time.sleep(0.3)
+    raise SystemExit("gunicorn did not answer within 600 s")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=500, help="concurrent buyers (threads, one connection each)")
     parser.add_argument("--stock", type=int, default=3000, help="flash-sale units (and hot-row units)")
+    parser.add_argument("--procs", type=int, default=4, help="buyer processes the clients are spread over")
+    parser.add_argument("--server-workers", type=int, default=2, help="gunicorn worker processes (notifications)")
+    parser.add_argument("--server-threads", type=int, default=16, help="threads per gunicorn worker")
     parser.add_argument("--database", default=PG_DB, help="PostgreSQL database to (re)create")
-    parser.add_argument("--profile", default="", help="with --clients 1: write a cProfile of the purchases here")
-    parser.add_argument("--write-results", action="store_true", help="write this run's section of RESULTS.md")
+    parser.add_argument("--profile", default="", help="write a cProfile of each buyer process to <path>.<n> "
+                        "(checkout + prepay; the notification is handled by gunicorn)")
+    parser.add_argument("--write-results", action="store_true", help="add this run to RESULTS.md (dated)")
     args = parser.parse_args()
-    if args.clients < 1 or args.stock < args.clients:
-        parser.error("--clients must be at least 1 and --stock at least --clients")
-    if args.profile and args.clients != 1:
-        parser.error("--profile needs --clients 1")
-    result = run(args.clients, args.stock, args.database, args.profile)
-    table = ("| clients | units | paid orders/s (checkout + prepay + pay + notification) | hot-row UPDATE/s | ratio | "
-             "paid | sold out | stock left | wall |\n|---|---|---|---|---|---|---|---|---|\n"
-             f"| {result['clients']} | {result['stock']:,} | {result['per_s']:.1f} /s | "
+    if args.clients < 1 or args.stock < args.clients or not 1 <= args.procs <= args.clients:
+        parser.error("--clients must be at least 1, --stock at least --clients, --procs 1..clients")
+    result = run(args.clients, args.stock, args.database, args.procs, args.server_workers, args.server_threads,
+                 args.profile)
+    table = ("| clients (processes) | units | paid orders/s (checkout + prepay + pay + notification) | hot-row "
+             "UPDATE/s | ratio | paid | sold out | stock left | wall | queued loyalty + timeline drained after |\n"
+             "|---|---|---|---|---|---|---|---|---|---|\n"
+             f"| {result['clients']} ({result['procs']}) | {result['stock']:,} | {result['per_s']:.1f} /s | "
              f"{result['baseline_per_s']:.0f} /s | {result['ratio']:.3f} | {result['paid']:,} | "
              f"{result['sold_out']:,} | {result['stock_left']} | {result['wall_s']:.1f} s (hot row "
-             f"{result['baseline_wall_s']:.2f} s) |")
+             f"{result['baseline_wall_s']:.2f} s) | {result['drain_s']:.1f} s |")
     print(table)
     print(f"ratio paid orders/s ÷ hot-row UPDATE/s = {result['ratio']:.3f} (goal ≥ 0.3); zero oversell checked; "
           f"{result['load']}")
     if args.write_results:
         command = (f"`.venv/bin/python bench/bench_flashsale.py --clients {args.clients} --stock {args.stock} "
-                   f"--write-results` (or `./run bench flashsale`)")
-        body = (f"Command: {command}\nMachine: {machine()}. Date: {now_utc()}. Load at the end of the run: "
-                f"{result['load']} (shared machine).\n\n{table}\n\n"
-                f"{result['buyers']:,} buyers (units + clients) taken from one queue by {result['clients']} threads, "
-                "each with its own PostgreSQL connection (closed at the end). One purchase = checkout (flash "
-                "reservation + order in one transaction) + JSAPI prepay from the simulated WeChat Pay over HTTP "
-                "(signed request) + the simulated payment + the signed, encrypted notification delivered to Siyu's "
-                "notify view through the Django stack in-process, which marks the order paid. The simulator runs in "
-                "a thread of the same process: its work, the RSA signing and the whole Django stack share one "
-                "Python process (GIL) with the buyers. Baseline = the single conditional `UPDATE … SET stock = "
-                "stock - 1 WHERE id = 1 AND stock > 0` (autocommit) on a one-row table with the same units, same "
-                "number of threads each with its own connection, same server, same run. Checked at the end: paid "
-                "orders == committed flash units == initial stock − stock left == paid payment intents, no held "
-                "reservation, no order without its line and reservation, no unpaid order, one order per customer.")
-        results_section_write(TITLE, body)
+                   f"--procs {args.procs} --server-workers {args.server_workers} --server-threads "
+                   f"{args.server_threads} --write-results`")
+        body = (f"Command: {command}\nMachine: {machine()}. Load at the end of the purchases: {result['load']} "
+                f"(shared machine).\n\n{table}\n\n"
+                f"{result['buyers']:,} buyers (units + clients) split over {result['procs']} buyer processes with "
+                f"{result['clients']} threads in all, each with its own PostgreSQL connection. One purchase = "
+                "checkout (flash hold + order, the hot row's conditional UPDATE last, one transaction) + JSAPI "
+                "prepay from the simulated WeChat Pay over HTTP + the simulated payment (HTTP) + the signed, "
+                f"encrypted notification delivered over HTTP to Siyu on gunicorn ({result['server']} gthread), "
+                "which marks the order paid; loyalty earning and the customer timeline are queued (Redis, one "
+                "Huey consumer with 2 threads running during the run) and were drained and checked after it "
+                "(exactly one earning and growth entry per paid order). Baseline = the single conditional "
+                "`UPDATE … SET stock = stock - 1 WHERE id = 1 AND stock > 0` (autocommit) on a one-row table with "
+                "the same units, same number of threads each with its own connection (one process), same server, "
+                "right after. Checked: paid orders == committed flash units == initial stock − stock left == paid "
+                "payment intents, no held reservation, no order without its line and reservation, no unpaid "
+                "order, one order per customer.")
+        subsection_append(TITLE, f"{now_utc()} — {result['clients']} clients, {result['procs']} buyer processes",
+                          body)
 
 
 if __name__ == "__main__":

@@ -40,31 +40,21 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(BENCH))
 
-from common import load, machine, now_utc, results_section_write  # noqa: E402
+from common import load, machine, now_utc  # noqa: E402
+from pg_template import database_prepare, template_save  # noqa: E402
+from results_history import subsection_append  # noqa: E402
 
 PG_DB = "siyu_bench_store"
 TITLE = "H5 store / mini-program API latency (issue 4) — bench/bench_store_latency.py"
 APPID = "wxbenchmini000001"
 ADDRESS = {"name": "张三", "phone": "13800138000", "province": "上海市", "city": "上海市", "district": "徐汇区",
            "detail": "漕溪北路 88 号 1201 室"}
-
-
-def database_prepare(name: str) -> str:
-    import psycopg
-
-    base = os.environ.get("SIYU_TEST_PG_URL", "postgres://siyu@127.0.0.1:55432/siyu")
-    with psycopg.connect(base.replace("postgres://", "postgresql://", 1), autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.execute(f"CREATE DATABASE {name}")
-    parts = urlsplit(base)
-    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", "", ""))
 
 
 def setup(clients: int, products: int) -> dict:
@@ -84,6 +74,8 @@ def setup(clients: int, products: int) -> dict:
     from tests.commerce.catalog_fixtures import make_product
 
     call_command("migrate", interactive=False, verbosity=0)
+    connection.close()
+    template_save(connection.settings_dict["NAME"])
     workspace = workspace_create(slug="benchshop", name="商城压测")
     app = app_save(workspace=workspace, kind="miniapp", appid=APPID, name="压测小程序",
                    secrets={"app_secret": "benchminisecret0001"})
@@ -278,7 +270,7 @@ def main() -> None:
         command = (f"`.venv/bin/python bench/bench_store_latency.py --clients {args.clients} --procs {args.procs} "
                    f"--seconds {args.seconds:g} --workers {args.workers} --products {args.products} "
                    f"--write-results` (or `./run bench store_latency`)")
-        body = (f"Command: {command}\nMachine: {machine()}. Date: {now_utc()}. Load after each scenario (shared "
+        body = (f"Command: {command}\nMachine: {machine()}. Load after each scenario (shared "
                 "machine; the load generator and gunicorn share its 2 CPUs): "
                 + "; ".join(f"{name}: {value}" for name, value in loads.items()) + ".\n\n" + table + "\n\n"
                 f"gunicorn {args.workers} workers × 4 threads (gthread, keep-alive) on PostgreSQL, "
@@ -287,7 +279,7 @@ def main() -> None:
                 f"{args.seconds:g} s measured per scenario after {args.warmup:g} s warm-up, scenarios one after the "
                 f"other on the same server. Checkout scenario: each client quotes one random SKU then checks it out "
                 f"({orders:,} orders made). Latency = request sent → whole answer read, seen by the client.")
-        results_section_write(TITLE, body)
+        subsection_append(TITLE, f"{now_utc()} — {args.clients} clients, {args.workers} gunicorn workers", body)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,10 @@
 """Loyalty's background work and domain-event subscriptions (thin wrappers over services).
 
-OrderPaid / OrderRefunded are applied right after the order's transaction commits (small, idempotent work);
-if that fails the same call is queued as a retried Huey task, so a passing database hiccup loses nothing.
+OrderPaid is queued as a Huey task (``order_paid_task``) when the order's transaction commits: points, growth
+and the tier check stay off the payment path (a flash sale pays hundreds of orders a second). The task is
+idempotent by the order (``order:<id>`` refs), so a retried or duplicated task earns once; if the queue cannot
+take it, the earning is applied right there instead. OrderRefunded is applied right after the commit (small,
+idempotent work); if that fails the same call is queued as a retried task. A passing hiccup loses nothing.
 """
 
 from __future__ import annotations
@@ -50,11 +53,11 @@ def order_refunded_task(workspace_id: int, order_id: int, customer_id: int | Non
 
 def on_order_paid(*, workspace_id, order_id, customer_id=None, paid_fen=0, paid_at=None, **_):
     try:
+        order_paid_task(workspace_id, order_id, customer_id, paid_fen, paid_at)
+    except Exception:  # the queue is unreachable: earn now (idempotent, so a later retry changes nothing)
+        logger.exception("loyalty: OrderPaid %s could not be queued, applied in place", order_id)
         order_paid_apply(workspace_id=workspace_id, order_id=order_id, customer_id=customer_id, paid_fen=paid_fen,
                          paid_at=_when(paid_at))
-    except Exception:
-        logger.exception("loyalty: OrderPaid %s failed, queued for retry", order_id)
-        order_paid_task(workspace_id, order_id, customer_id, paid_fen, paid_at)
 
 
 def on_order_refunded(*, workspace_id, order_id, customer_id=None, amount_fen=0, refunded_fen=None,

@@ -32,6 +32,17 @@ def shop(wechat_sim, workspace, settings):  # noqa: F811
     return shop_open(wechat_sim, workspace, settings)
 
 
+@pytest.fixture
+def immediate_tasks():
+    """Queued tasks (the customer timeline, loyalty earning) run in-process right when they are queued."""
+    from huey.contrib.djhuey import HUEY
+
+    previous = HUEY.immediate
+    HUEY.immediate = True
+    yield HUEY
+    HUEY.immediate = previous
+
+
 @dataclass
 class Buyer:
     customer: Customer

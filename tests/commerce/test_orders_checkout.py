@@ -95,7 +95,7 @@ def test_a_failure_at_any_step_leaves_nothing_half_made(shop, goods, buyer, monk
     def boom(*args, **kwargs):
         raise SiyuError("injected", "注入的失败", "injected failure", status=409)
 
-    targets = {"quote": (services.promotions, "quote"), "stock_reserve": (services.inventory, "stock_reserve"),
+    targets = {"quote": (services.promotions, "checkout_quote"), "stock_reserve": (services.inventory, "stock_reserve"),
                "coupons_lock": (services.promotions, "coupons_lock"),
                "points_spend": (services.loyalty_points, "points_spend"),
                "order_create": (services.Order.objects, "create"),

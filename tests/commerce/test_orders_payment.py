@@ -26,7 +26,7 @@ from tests.commerce.promotions_fixtures import make_coupon_template
 from tests.wechat.test_pay_support import notify
 
 pytestmark = pytest.mark.django_db
-shop, wechat_sim = orders_fixtures.shop, orders_fixtures.wechat_sim  # fixtures
+shop, wechat_sim, immediate_tasks = orders_fixtures.shop, orders_fixtures.wechat_sim, orders_fixtures.immediate_tasks
 HOST = "api.mch.weixin.qq.com"
 ORDER_EVENTS = ("orders.order_placed", "orders.order_paid", "orders.order_cancelled", "orders.order_refunded")
 
@@ -65,7 +65,8 @@ def _claimed_coupon(shop, buyer):
     return coupon_claim(workspace=shop.workspace, customer=buyer.customer, template_id=template.pk)
 
 
-def test_paying_confirms_the_order_and_commits_its_holds(shop, goods, buyer, seen, django_capture_on_commit_callbacks):
+def test_paying_confirms_the_order_and_commits_its_holds(shop, goods, buyer, seen, django_capture_on_commit_callbacks,
+                                                         immediate_tasks):
     coupon = _claimed_coupon(shop, buyer)
     with django_capture_on_commit_callbacks(execute=True):
         order = place(shop, buyer, [(goods[0].pk, 2)], coupon_ids=[coupon.pk])
@@ -102,7 +103,8 @@ def test_prepay_is_retry_safe(shop, goods, buyer):
     assert set(first["pay_params"]) >= {"appId", "timeStamp", "nonceStr", "package", "signType", "paySign"}
 
 
-def test_duplicate_notifications_are_applied_once(shop, goods, buyer, seen, django_capture_on_commit_callbacks):
+def test_duplicate_notifications_are_applied_once(shop, goods, buyer, seen, django_capture_on_commit_callbacks,
+                                                  immediate_tasks):
     order = place(shop, buyer, [(goods[0].pk, 1)])
     shop.sim.faults.add("duplicate_notify", host=HOST)
     with django_capture_on_commit_callbacks(execute=True):

@@ -14,6 +14,27 @@ from tests.loyalty.factories import make_customer
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True)
+def immediate_tasks(request):
+    """OrderPaid is queued as a Huey task; here it runs in-process when queued (unless a test says otherwise)."""
+    from huey.contrib.djhuey import HUEY
+
+    previous = HUEY.immediate
+    HUEY.immediate = "queued_tasks" not in request.fixturenames
+    yield HUEY
+    HUEY.immediate = previous
+
+
+@pytest.fixture
+def queued_tasks():
+    """The real (non-immediate) queue, emptied before and after the test."""
+    from huey.contrib.djhuey import HUEY
+
+    HUEY.flush()
+    yield HUEY
+    HUEY.flush()
+
+
 def _paid(workspace, customer, order_id, paid_fen):
     domain_events.publish(ORDER_PAID, workspace_id=workspace.pk, order_id=order_id, number=f"N{order_id}",
                           customer_id=customer.pk, total_fen=paid_fen, paid_fen=paid_fen, transaction_id="t",
@@ -73,3 +94,22 @@ def test_refund_of_unknown_order_changes_nothing(workspace, django_capture_on_co
     with django_capture_on_commit_callbacks(execute=True):
         _refunded(workspace, customer, 99, 100, 100, "R9")
     assert not PointsTransaction.objects.exists() and not GrowthEntry.objects.exists()
+
+
+def test_order_paid_is_queued_off_the_payment_path_and_earns_once(workspace, queued_tasks,
+                                                                  django_capture_on_commit_callbacks):
+    from siyu.loyalty import tasks
+
+    customer = make_customer(workspace)
+    with django_capture_on_commit_callbacks(execute=True):
+        _paid(workspace, customer, 7, 20_000)
+    # Nothing earned while the order is being paid: the earning waits in the queue.
+    assert points_balance(customer=customer) == 0 and not GrowthEntry.objects.exists()
+    queued = [queued_tasks.dequeue() for _ in range(queued_tasks.pending_count())]
+    assert [task.name for task in queued] == [tasks.order_paid_task.task_class.__name__]
+    # The worker runs it — and a retried or duplicated copy changes nothing.
+    for _ in range(2):
+        queued_tasks.execute(queued[0])
+    assert points_balance(customer=customer) == 200
+    assert PointsTransaction.objects.filter(kind="earn").count() == 1
+    assert GrowthEntry.objects.get().growth == 200

@@ -26,10 +26,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from siyu.commerce.catalog import inventory
-from siyu.commerce.catalog.models import Sku
 from siyu.commerce.orders import domain, events
 from siyu.commerce.orders.models import Order, OrderLine, OrderRefund, OrderSource
-from siyu.commerce.orders.transitions import move, note, order_locked
+from siyu.commerce.orders.transitions import move, moves, note, order_locked
 from siyu.commerce.promotions import services as promotions
 from siyu.commerce.promotions.models import FlashSale
 from siyu.core import domain_events
@@ -133,13 +132,16 @@ def checkout(*, workspace: Workspace, customer: Customer, lines: list[tuple[int,
     if customer.workspace_id != workspace.pk or not customer.is_live:
         raise SiyuError("not_found", "客户不存在", "Customer not found", status=404)
 
-    if flash_sale_id is not None and FlashSale.objects.filter(
-            workspace=workspace, pk=flash_sale_id, stock_left=0).exists():
-        # Fast path for the crowd after a sale sells out (the conditional UPDATE in flash_reserve still decides).
-        raise SiyuError("flash_sold_out", "秒杀商品已抢光", "The flash sale is sold out", status=409)
+    sale = None
+    if flash_sale_id is not None:
+        sale = FlashSale.objects.filter(workspace=workspace, pk=flash_sale_id).first()
+        if sale is not None and sale.stock_left == 0:
+            # Fast path for the crowd after a sale sells out (the conditional UPDATE in flash_take still decides).
+            raise SiyuError("flash_sold_out", "秒杀商品已抢光", "The flash sale is sold out", status=409)
     with transaction.atomic():
-        quote = promotions.quote(workspace=workspace, customer=customer, lines=wanted, coupon_ids=coupons,
-                                 points=points, flash_sale_id=flash_sale_id)
+        quote, context = promotions.checkout_quote(workspace=workspace, customer=customer, lines=wanted,
+                                                   coupon_ids=coupons, points=points, flash_sale_id=flash_sale_id,
+                                                   flash_sale=sale)
         unapplied = dict(getattr(quote, "unapplied", ()) or ())
         if unapplied:
             coupon_id, reason = next(iter(unapplied.items()))
@@ -158,9 +160,12 @@ def checkout(*, workspace: Workspace, customer: Customer, lines: list[tuple[int,
         if regular:
             inventory.stock_reserve(workspace=workspace, lines=regular, ref=ref,
                                     ttl_seconds=int((pay_timeout() + RESERVATION_GRACE).total_seconds()))
+        flash_sales = {}
         for line in flash_lines:
-            promotions.flash_reserve(workspace=workspace, customer=customer, sale_id=line.sale_id, qty=line.quantity,
-                                     ref=ref)
+            held = sale if sale is not None and sale.pk == line.sale_id else \
+                FlashSale.objects.get(workspace=workspace, pk=line.sale_id)
+            promotions.flash_hold(sale=held, customer=customer, qty=line.quantity, ref=ref)
+            flash_sales[line.sale_id] = flash_sales.get(line.sale_id, 0) + line.quantity
         if quote.applied_coupon_ids:
             promotions.coupons_lock(workspace=workspace, customer=customer, coupon_ids=list(quote.applied_coupon_ids),
                                     ref=ref)
@@ -174,8 +179,7 @@ def checkout(*, workspace: Workspace, customer: Customer, lines: list[tuple[int,
                 flash_lines[0].sale_id if flash_lines else None),
             address_enc=encrypt_text(json.dumps(clean_address, ensure_ascii=False)), source=source,
             buyer_note=buyer_note, pay_expires_at=expires)
-        skus = {sku.pk: sku for sku in Sku.objects.filter(workspace=workspace, pk__in=[line.sku_id for line in quote.lines])
-                .select_related("product")}
+        skus = context.skus
         OrderLine.objects.bulk_create([
             OrderLine(order=order, sku_id=line.sku_id, product_id=line.product_id,
                       title=skus[line.sku_id].product.title[:120] if line.sku_id in skus else f"SKU {line.sku_id}",
@@ -191,6 +195,9 @@ def checkout(*, workspace: Workspace, customer: Customer, lines: list[tuple[int,
         if order.total_fen == 0:  # fully paid by points and discounts: nothing to collect
             order = order_locked(order.pk)
             _apply_paid(order, transaction_id="", amount_fen=0, paid_at=now, actor="system")
+        # The flash sale's hot row last: its lock is held only from this UPDATE to the commit just below.
+        for sale_id, quantity in sorted(flash_sales.items()):
+            promotions.flash_take(sale_id=sale_id, qty=quantity)
     return order
 
 
@@ -220,7 +227,7 @@ def order_prepay(*, order: Order, openid: str, appid: str | None = None) -> dict
 
     Runs outside any transaction: the order is only read here; its payment arrives as a domain event.
     """
-    order.refresh_from_db()
+    order = Order.objects.select_related("workspace").get(pk=order.pk)
     if order.order_status != domain.PENDING_PAYMENT or order.payment_status != domain.UNPAID:
         raise SiyuError("order_not_payable", "订单已支付、已取消或已关闭，不能再支付", "This order cannot be paid any more",
                         status=409, details={"order_status": order.order_status, "payment_status": order.payment_status})
@@ -229,8 +236,8 @@ def order_prepay(*, order: Order, openid: str, appid: str | None = None) -> dict
                         status=409)
     if not isinstance(openid, str) or not openid.strip():
         raise _invalid("openid", "缺少支付用户的 openid", "The payer's openid is required")
-    title = order.lines.order_by("pk").values_list("title", flat=True).first() or "订单"
-    count = order.lines.count()
+    titles = list(order.lines.order_by("pk").values_list("title", flat=True))  # at most MAX_LINES
+    title, count = (titles[0] if titles else "订单"), len(titles)
     description = (f"{title} 等{count}件商品" if count > 1 else title)[:127]
     prepay = payment_provider().prepay(workspace=order.workspace, out_trade_no=order.number,
                                        amount_fen=order.total_fen, description=description, payer_openid=openid,
@@ -245,12 +252,12 @@ def order_mark_paid(*, workspace_id: int, number: str, transaction_id: str, amou
     A payment for an order that is no longer payable (cancelled, or its stock no longer held) is recorded and
     refunded in full automatically.
     """
-    order_id = Order.objects.filter(workspace_id=workspace_id, number=number).values_list("pk", flat=True).first()
-    if order_id is None:
-        return "unknown"
     refund_no = None
     with transaction.atomic():
-        order = order_locked(order_id)
+        order = Order.objects.select_for_update().filter(workspace_id=workspace_id, number=number).first()
+        if order is None:
+            return "unknown"
+        order_id = order.pk
         if order.payment_status != domain.UNPAID:
             return "duplicate"
         if order.order_status == domain.PENDING_PAYMENT and amount_fen == order.total_fen:
@@ -279,14 +286,15 @@ def order_mark_paid(*, workspace_id: int, number: str, transaction_id: str, amou
 
 def _apply_paid(order: Order, *, transaction_id: str, amount_fen: int, paid_at: datetime | None, actor: str) -> None:
     ref = order.reservation_ref
-    if order.lines.filter(flash_sale=False).exists():
+    # An order has flash lines exactly when it names its flash sale (checkout); only then can some be regular.
+    if order.flash_sale_id is None or order.lines.filter(flash_sale=False).exists():
         inventory.stock_commit(ref=ref)
-    if order.lines.filter(flash_sale=True).exists() and not promotions.flash_commit(ref=ref):
+    if order.flash_sale_id is not None and not promotions.flash_commit(ref=ref):
         raise SiyuError("flash_reservation_lost", "秒杀名额已释放", "The flash-sale units were released", status=409)
     if order.coupon_ids:
         promotions.coupons_consume(ref=ref)
-    move(order, domain.PAYMENT_STATUS, domain.PAID, actor=actor, reason=f"微信支付 {transaction_id}".strip())
-    move(order, domain.ORDER_STATUS, domain.CONFIRMED, actor=actor, reason="支付成功")
+    moves(order, [(domain.PAYMENT_STATUS, domain.PAID, f"微信支付 {transaction_id}".strip()),
+                  (domain.ORDER_STATUS, domain.CONFIRMED, "支付成功")], actor=actor)
     order.paid_fen = amount_fen
     order.transaction_id = transaction_id
     order.paid_at = paid_at or timezone.now()
@@ -353,19 +361,33 @@ def _customer_identity(order: Order, payer_openid: str, appid: str) -> dict[str,
 
 def _customer_event(order: Order, event_type: str, amount_fen: int, payer_openid: str = "", appid: str = "",
                     suffix: str = "") -> None:
-    """The order on the customer's timeline (after commit; deterministic id, so a replay is a duplicate).
-    A failure here is logged and never undoes the order."""
+    """The order on the customer's timeline, queued when the order's transaction commits (off the checkout and
+    payment paths; ``orders.tasks.order_timeline_task``). If the queue cannot take it, it is recorded here."""
+    from siyu.commerce.orders.tasks import order_timeline_task
+
+    at = timezone.now().isoformat()
     try:
-        identity = _customer_identity(order, payer_openid, appid)
-        if identity is None:
-            return
-        events_ingest(workspace=order.workspace, events=[{
-            "event_id": f"order:{order.number}:{event_type}{suffix}", "type": event_type,
-            "occurred_at": timezone.now().isoformat(), "identities": [identity],
-            "properties": {"order_id": order.number, "amount_fen": amount_fen},
-        }])
+        order_timeline_task(order.pk, event_type, amount_fen, payer_openid, appid, suffix, at)
     except Exception:
-        logger.exception("order %s: %s not added to the customer timeline", order.number, event_type)
+        logger.exception("order %s: %s could not be queued, recorded in place", order.number, event_type)
+        try:
+            customer_event_record(order, event_type, amount_fen, payer_openid, appid, suffix, at)
+        except Exception:  # never undoes the order; the timeline misses this one entry
+            logger.exception("order %s: %s not added to the customer timeline", order.number, event_type)
+
+
+def customer_event_record(order: Order, event_type: str, amount_fen: int, payer_openid: str = "", appid: str = "",
+                          suffix: str = "", occurred_at: str = "") -> None:
+    """Record the order on the customer's timeline (deterministic event id, so a replay is a duplicate).
+    Raises on failure (the queued task is retried); see ``_customer_event`` for the in-place fallback."""
+    identity = _customer_identity(order, payer_openid, appid)
+    if identity is None:
+        return
+    events_ingest(workspace=order.workspace, events=[{
+        "event_id": f"order:{order.number}:{event_type}{suffix}", "type": event_type,
+        "occurred_at": occurred_at or timezone.now().isoformat(), "identities": [identity],
+        "properties": {"order_id": order.number, "amount_fen": amount_fen},
+    }])
 
 
 # --- cancellation ---------------------------------------------------------------------------------------

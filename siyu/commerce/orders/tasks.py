@@ -10,13 +10,26 @@ import logging
 from datetime import datetime
 
 from huey import crontab
-from huey.contrib.djhuey import db_periodic_task
+from huey.contrib.djhuey import db_periodic_task, db_task
 
 from siyu.commerce.orders import services
+from siyu.commerce.orders.models import Order
 from siyu.core.domain_events import subscribe
 from siyu.wechat.pay import provider
 
 logger = logging.getLogger(__name__)
+
+
+@db_task(retries=5, retry_delay=30)
+def order_timeline_task(order_id: int, event_type: str, amount_fen: int, payer_openid: str = "", appid: str = "",
+                        suffix: str = "", occurred_at: str = "") -> bool:
+    """The order on the customer's timeline (queued on commit; the event id is deterministic, so a retry or a
+    duplicate task records it once)."""
+    order = Order.objects.select_related("workspace").filter(pk=order_id).first()
+    if order is None:
+        return False
+    services.customer_event_record(order, event_type, amount_fen, payer_openid, appid, suffix, occurred_at)
+    return True
 
 
 def _when(text: str | None) -> datetime | None:

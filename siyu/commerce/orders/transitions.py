@@ -53,6 +53,22 @@ def move(order: Order, field: str, target: str, *, actor: Any = None, reason: st
                                 reason=(reason or "")[:200], **actor_fields(actor))
 
 
+def moves(order: Order, steps: list[tuple[str, str, str]], *, actor: Any = None) -> None:
+    """Several ``move``s of a LOCKED order at once — (field, target, reason) each, checked in order — with
+    their history rows written in one INSERT. The caller saves the order."""
+    rows = []
+    for field, target, reason in steps:
+        current = getattr(order, field)
+        try:
+            domain.transition_check(field, current, target)
+        except domain.TransitionRefused:
+            raise refused(field, current, target) from None
+        setattr(order, field, target)
+        rows.append(OrderHistory(order=order, field=field, from_value=current, to_value=target,
+                                 reason=(reason or "")[:200], **actor_fields(actor)))
+    OrderHistory.objects.bulk_create(rows)
+
+
 def note(order: Order, reason: str, *, actor: Any = None) -> None:
     """A history row that is not a status move (remark, shipping details changed, automatic refund …)."""
     OrderHistory.objects.create(order=order, field="note", reason=(reason or "")[:200], **actor_fields(actor))

@@ -22,6 +22,7 @@ from siyu.commerce.promotions.models import (
     PromotionStatus,
     Scope,
 )
+from siyu.commerce.promotions.settings_cache import settings_changed
 from siyu.core.errors import SiyuError
 from siyu.core.services import audit_record
 
@@ -195,6 +196,7 @@ def promotion_end(*, workspace, actor, kind: str, promotion_id) -> bool:
         moved = model.objects.filter(workspace=workspace, pk=promotion_id, status=PromotionStatus.ACTIVE) \
             .update(status=PromotionStatus.ENDED)
         if moved:
+            settings_changed(workspace_id=workspace.id)  # quotes in every process stop applying it
             audit_record(workspace=workspace, actor=actor, action="promotion.ended", target_type=kind,
                          target_id=promotion_id)
     return bool(moved)

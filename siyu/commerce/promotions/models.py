@@ -213,3 +213,14 @@ class FlashCustomerTally(models.Model):
 
     def __str__(self) -> str:
         return f"{self.sale_id}/{self.customer_id}: {self.quantity}"
+
+
+class PromotionsVersion(models.Model):
+    """A token that changes whenever a workspace's pricing settings change (满减 rules, limited-time
+    discounts, shipping): each process caches those settings under it and re-reads them when it moved."""
+
+    workspace = models.OneToOneField(Workspace, on_delete=models.CASCADE, primary_key=True, related_name="+")
+    token = models.CharField(max_length=32)
+
+    def __str__(self) -> str:
+        return f"{self.workspace_id}: {self.token}"

@@ -11,12 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Sum
 from django.utils import timezone
 
 from siyu.commerce.catalog.models import ProductStatus, Sku
-from siyu.commerce.promotions import pricing
+from siyu.commerce.promotions import pricing, settings_cache
 from siyu.commerce.promotions.models import (
     Coupon,
     CouponClaimTally,
@@ -27,7 +27,6 @@ from siyu.commerce.promotions.models import (
     FlashReservation,
     FlashReservationState,
     FlashSale,
-    FullReductionRule,
     LimitedTimeDiscount,
     PromotionStatus,
     ShippingSettings,
@@ -146,10 +145,13 @@ def _active(queryset, now):
     return queryset.filter(status=PromotionStatus.ACTIVE, starts_at__lte=now, ends_at__gt=now)
 
 
-def limited_time_prices(*, workspace, skus, now: datetime) -> dict[int, tuple[int, int]]:
-    """sku_id → (lowest limited-time price, discount id) for the SKUs some active discount covers."""
+def limited_time_prices(*, workspace, skus, now: datetime, discounts=None) -> dict[int, tuple[int, int]]:
+    """sku_id → (lowest limited-time price, discount id) for the SKUs some active discount covers
+    (``discounts``: the active ones by id, when the caller has them)."""
     best: dict[int, tuple[int, int]] = {}
-    for discount in _active(LimitedTimeDiscount.objects.filter(workspace=workspace), now).order_by("id"):
+    if discounts is None:
+        discounts = _active(LimitedTimeDiscount.objects.filter(workspace=workspace), now).order_by("id")
+    for discount in discounts:
         sku_ids, product_ids = set(discount.sku_ids or ()), set(discount.product_ids or ())
         for sku in skus:
             if sku.id not in sku_ids and sku.product_id not in product_ids:
@@ -163,8 +165,10 @@ def limited_time_prices(*, workspace, skus, now: datetime) -> dict[int, tuple[in
     return best
 
 
-def _flash_sale(workspace, sale_id, now) -> FlashSale:
-    sale = FlashSale.objects.filter(workspace=workspace, pk=sale_id).first() if isinstance(sale_id, int) else None
+def _flash_sale(workspace, sale_id, now, sale: FlashSale | None = None) -> FlashSale:
+    """The running sale ``sale_id`` of the workspace (``sale``: the row already read by the caller)."""
+    if sale is None or sale.pk != sale_id or sale.workspace_id != workspace.id:
+        sale = FlashSale.objects.filter(workspace=workspace, pk=sale_id).first() if isinstance(sale_id, int) else None
     if sale is None:
         raise SiyuError("flash_sale_not_found", "秒杀活动不存在", "Flash sale not found", status=404)
     if sale.status != PromotionStatus.ACTIVE or now >= sale.ends_at:
@@ -203,16 +207,18 @@ class PricingContext:
     skus: dict[int, Sku]
 
 
-def pricing_context(*, workspace, customer, lines, flash_sale_id=None, now: datetime | None = None) -> PricingContext:
+def pricing_context(*, workspace, customer, lines, flash_sale_id=None, now: datetime | None = None,
+                    flash_sale: FlashSale | None = None) -> PricingContext:
     now = _now(now)
     _check_customer(workspace, customer)
     merged = merge_lines(lines)
     skus = _skus(workspace, list(merged))
     tier = customer_tier(customer=customer)
-    limited = limited_time_prices(workspace=workspace, skus=skus.values(), now=now)
+    cached = settings_cache.pricing_settings(workspace=workspace)
+    limited = limited_time_prices(workspace=workspace, skus=skus.values(), now=now, discounts=cached.limited_now(now))
     flash = None
     if flash_sale_id is not None:
-        flash = _flash_sale(workspace, flash_sale_id, now)
+        flash = _flash_sale(workspace, flash_sale_id, now, sale=flash_sale)
         if flash.sku_id not in merged:
             raise SiyuError("flash_sale_mismatch", "秒杀商品不在本次购买中", "The flash-sale item is not in the order")
         if merged[flash.sku_id] > flash.per_customer_limit:
@@ -234,9 +240,9 @@ def pricing_context(*, workspace, customer, lines, flash_sale_id=None, now: date
     rules = tuple(
         pricing.FullReductionOffer(rule_id=rule.id, tiers=tuple((int(t), int(a)) for t, a in rule.tiers),
                                    scope=_scope(rule.scope, rule.scope_ids), name=rule.name)
-        for rule in _active(FullReductionRule.objects.filter(workspace=workspace), now)
+        for rule in cached.rules_now(now)
     )
-    ship = shipping_settings(workspace=workspace)
+    ship = cached.shipping
     shipping = pricing.ShippingOffer(fee_fen=ship.shipping_fee_fen, free_threshold_fen=ship.free_shipping_threshold_fen,
                                      tier_free_shipping=bool(getattr(tier, "free_shipping", False)))
     return PricingContext(lines=tuple(inputs), full_reductions=rules, shipping=shipping, skus=skus)
@@ -251,6 +257,15 @@ def quote(*, workspace, customer, lines, coupon_ids=(), points=0, flash_sale_id=
     points are capped by the balance and the workspace's deduction rules (``Quote.points_used`` says how
     many are actually used).
     """
+    return checkout_quote(workspace=workspace, customer=customer, lines=lines, coupon_ids=coupon_ids, points=points,
+                          flash_sale_id=flash_sale_id, now=now)[0]
+
+
+def checkout_quote(*, workspace, customer, lines, coupon_ids=(), points=0, flash_sale_id=None,
+                   now: datetime | None = None, flash_sale: FlashSale | None = None
+                   ) -> tuple[pricing.Quote, PricingContext]:
+    """``quote`` plus the context it was priced from (the SKUs read), for checkout; ``flash_sale``: the sale
+    row the caller already read (saves reading it again)."""
     now = _now(now)
     _int(points, field="points")
     if not isinstance(coupon_ids, list | tuple | set | frozenset):
@@ -261,7 +276,7 @@ def quote(*, workspace, customer, lines, coupon_ids=(), points=0, flash_sale_id=
     if customer is None and (coupon_ids or points):
         raise SiyuError("login_required", "请先登录", "Please sign in first", status=401)
     context = pricing_context(workspace=workspace, customer=customer, lines=lines, flash_sale_id=flash_sale_id,
-                              now=now)
+                              now=now, flash_sale=flash_sale)
     coupons = []
     if coupon_ids:
         found = {c.id: c for c in usable_coupons(workspace=workspace, customer=customer, now=now)
@@ -285,7 +300,7 @@ def quote(*, workspace, customer, lines, coupon_ids=(), points=0, flash_sale_id=
                             "threshold", details={"coupon_id": coupon_id})
         raise SiyuError("coupon_not_applicable", "优惠券不适用于所选商品", "The coupon does not apply to these items",
                         details={"coupon_id": coupon_id})
-    return result
+    return result, context
 
 
 def best_coupons(*, workspace, customer, lines, now: datetime | None = None) -> list[dict]:
@@ -525,25 +540,52 @@ def flash_reserve(*, workspace, customer, sale_id, qty, ref: str, now: datetime 
     if existing is not None:
         return _same_reservation(existing, sale_id, customer, qty)
     sale = _flash_sale(workspace, sale_id, now)
-    if qty > sale.per_customer_limit:
-        raise SiyuError("flash_limit_reached", f"秒杀商品每人限购 {sale.per_customer_limit} 件",
-                        f"At most {sale.per_customer_limit} per customer in this flash sale", status=409)
     try:
         with transaction.atomic():
-            tally, _ = FlashCustomerTally.objects.get_or_create(sale=sale, customer=customer)
-            if not FlashCustomerTally.objects.filter(pk=tally.pk, quantity__lte=sale.per_customer_limit - qty) \
-                    .update(quantity=F("quantity") + qty):
-                raise SiyuError("flash_limit_reached", f"秒杀商品每人限购 {sale.per_customer_limit} 件",
-                                f"At most {sale.per_customer_limit} per customer in this flash sale", status=409)
-            reservation = FlashReservation.objects.create(sale=sale, customer=customer, quantity=qty, ref=ref)
-            if not FlashSale.objects.filter(pk=sale.pk, stock_left__gte=qty).update(stock_left=F("stock_left") - qty):
-                raise SiyuError("flash_sold_out", "秒杀商品已抢光", "The flash sale is sold out", status=409)
+            reservation = flash_hold(sale=sale, customer=customer, qty=qty, ref=ref)
+            flash_take(sale_id=sale.pk, qty=qty)
     except IntegrityError:
         existing = FlashReservation.objects.filter(ref=ref).first()
         if existing is None:
             raise
         return _same_reservation(existing, sale_id, customer, qty)
     return reservation
+
+
+def flash_hold(*, sale: FlashSale, customer, qty: int, ref: str) -> FlashReservation:
+    """First half of a flash reservation, inside the caller's transaction: the customer's tally (one upsert,
+    refused past the per-customer limit) and the held reservation. The sale's stock is NOT taken here: the
+    caller ends its transaction with ``flash_take``, so the hot row's lock is held only from that UPDATE to
+    the commit. ``sale`` is a running sale of the customer's workspace (``_flash_sale``)."""
+    _check_ref(ref)
+    _int(qty, field="quantity", minimum=1)
+    if customer.workspace_id != sale.workspace_id:
+        raise SiyuError("not_found", "客户不存在", "Customer not found", status=404)
+    limit = sale.per_customer_limit
+    if qty > limit or not _tally_add(sale_id=sale.pk, customer_id=customer.pk, qty=qty, limit=limit):
+        raise SiyuError("flash_limit_reached", f"秒杀商品每人限购 {limit} 件",
+                        f"At most {limit} per customer in this flash sale", status=409)
+    return FlashReservation.objects.create(sale=sale, customer=customer, quantity=qty, ref=ref)
+
+
+def _tally_add(*, sale_id: int, customer_id: int, qty: int, limit: int) -> bool:
+    """Add ``qty`` to the customer's tally in one statement (insert, or update while within ``limit``)."""
+    table = connection.ops.quote_name(FlashCustomerTally._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (sale_id, customer_id, quantity) VALUES (%s, %s, %s) "
+            f"ON CONFLICT (sale_id, customer_id) DO UPDATE SET quantity = {table}.quantity + excluded.quantity "
+            f"WHERE {table}.quantity + excluded.quantity <= %s RETURNING id",
+            [sale_id, customer_id, qty, limit])
+        return cursor.fetchone() is not None
+
+
+def flash_take(*, sale_id: int, qty: int) -> None:
+    """The sale's stock, taken by ONE conditional UPDATE of its (hot) row: the last statement of the
+    reserving transaction, so nothing slow runs while other buyers wait on the row. Sold out → 409 (the
+    caller's transaction, with its hold, rolls back)."""
+    if not FlashSale.objects.filter(pk=sale_id, stock_left__gte=qty).update(stock_left=F("stock_left") - qty):
+        raise SiyuError("flash_sold_out", "秒杀商品已抢光", "The flash sale is sold out", status=409)
 
 
 def _same_reservation(existing: FlashReservation, sale_id, customer, qty) -> FlashReservation:
@@ -581,6 +623,6 @@ def flash_sold(*, sale: FlashSale) -> int:
 
 
 __all__ = [
-    "best_coupons", "coupon_claim", "coupon_issue", "coupons_consume", "coupons_expire", "coupons_lock",
-    "coupons_release", "flash_commit", "flash_release", "flash_reserve", "quote", "topup_suggestions",
+    "best_coupons", "checkout_quote", "coupon_claim", "coupon_issue", "coupons_consume", "coupons_expire", "coupons_lock",
+    "coupons_release", "flash_commit", "flash_hold", "flash_release", "flash_reserve", "flash_take", "quote", "topup_suggestions",
 ]
