@@ -13,14 +13,42 @@ from django.core.management import call_command
 from siyu.channels.models import Channel
 from siyu.channels.services import channels_install_defaults
 from siyu.commerce.catalog.models import CatalogImage, Category, Product, ProductStatus, Sku, StorePage
+from siyu.commerce.orders.models import Order, OrderLine
 from siyu.commerce.promotions.models import CouponTemplate, FlashSale, FullReductionRule, LimitedTimeDiscount
 from siyu.core.models import ApiKey, AuditLog, Membership, Workspace
 from siyu.core.services import api_key_authenticate
 from siyu.customers.models import Customer, Event
+from siyu.engagement.rfm.models import CustomerScore
+from siyu.engagement.segments.models import Segment
 from siyu.simulation.models import SimulationRun
 from siyu.wechat.models import WeChatApp
 from siyu.wechat.official.models import AutoReplyRule, ChannelQrCode, OfficialSettings
 from siyu.wechat.work.models import ContactWay, Staff
+
+
+def engagement_counts(workspace) -> dict[str, int]:
+    from django.db.models import Sum
+
+    from siyu.engagement.journeys.models import Journey, JourneyRun
+    from siyu.engagement.segments.models import SegmentMember
+    from siyu.engagement.service.models import FaqEntry, KeywordRule
+    from siyu.loyalty.models import ExchangeItem, GrowthTask, LotteryPrize
+
+    return {
+        "orders": Order.objects.filter(workspace=workspace).count(),
+        "order_lines": OrderLine.objects.filter(order__workspace=workspace).count(),
+        "paid_fen": Order.objects.filter(workspace=workspace).aggregate(total=Sum("paid_fen"))["total"],
+        "scores": CustomerScore.objects.filter(workspace=workspace).count(),
+        "segments": Segment.objects.filter(workspace=workspace).count(),
+        "segment_members": SegmentMember.objects.filter(segment__workspace=workspace).count(),
+        "journeys_active": Journey.objects.filter(workspace=workspace, status="active").count(),
+        "journey_runs": JourneyRun.objects.filter(journey__workspace=workspace).count(),
+        "faq": FaqEntry.objects.filter(workspace=workspace).count(),
+        "service_rules": KeywordRule.objects.filter(workspace=workspace).count(),
+        "growth_tasks": GrowthTask.objects.filter(workspace=workspace).count(),
+        "mall": ExchangeItem.objects.filter(workspace=workspace).count(),
+        "prizes": LotteryPrize.objects.filter(workspace=workspace).count(),
+    }
 
 
 @pytest.mark.django_db(transaction=True)
@@ -90,6 +118,26 @@ def test_demo_sets_up_everything_once(tmp_path, settings):
             LimitedTimeDiscount.objects.filter(workspace=workspace).count(),
             FlashSale.objects.filter(workspace=workspace).count()) == (1, 1, 1)
 
+    # the operations layer: simulated purchases as real paid orders, RFM, segments, journeys, service, membership
+    engagement = engagement_counts(workspace)
+    paid_events = Event.objects.filter(workspace=workspace, type="order_paid").count()
+    assert engagement["orders"] == paid_events > 0
+    assert engagement["order_lines"] == engagement["orders"]
+    assert engagement["paid_fen"] == sum(Event.objects.filter(workspace=workspace, type="order_paid")
+                                         .values_list("properties__amount_fen", flat=True))
+    buyers = set(Order.objects.filter(workspace=workspace).values_list("customer_id", flat=True))
+    assert engagement["scores"] >= len(buyers) > 0
+    assert set(CustomerScore.objects.filter(workspace=workspace, frequency__gt=0)
+               .values_list("customer_id", flat=True)) == buyers
+    assert CustomerScore.objects.exclude(rfm5="").exists() and CustomerScore.objects.exclude(rfm6="").exists()
+    assert engagement["segments"] == 4 and engagement["segment_members"] > 0
+    assert all(segment.refreshed_at for segment in Segment.objects.filter(workspace=workspace))
+    assert engagement["journeys_active"] == 2 and engagement["journey_runs"] > 0
+    assert engagement["faq"] >= 5 and engagement["service_rules"] == 2
+    assert engagement["growth_tasks"] > 0 and engagement["mall"] == 3 and engagement["prizes"] == 4
+    for area in ("订单 orders:", "RFM:", "分群 segments:", "旅程 journeys:", "智能客服 service bot:", "会员 membership:"):
+        assert area in text
+
     counts = (Customer.objects.count(), Event.objects.count(), SimulationRun.objects.count(), ApiKey.objects.count(),
               WeChatApp.objects.count(), ChannelQrCode.objects.count(), ContactWay.objects.count(),
               Staff.objects.count(), AutoReplyRule.objects.count())
@@ -108,6 +156,7 @@ def test_demo_sets_up_everything_once(tmp_path, settings):
     assert (Customer.objects.count(), Event.objects.count(), SimulationRun.objects.count(), ApiKey.objects.count(),
             WeChatApp.objects.count(), ChannelQrCode.objects.count(), ContactWay.objects.count(),
             Staff.objects.count(), AutoReplyRule.objects.count()) == counts
+    assert engagement_counts(workspace) == engagement
     assert secret in again.getvalue() and passwords == json.loads((tmp_path / "demo_logins.json").read_text())
     assert credentials == json.loads((tmp_path / "demo_wechat.json").read_text())
     # a new simulator process: its codes were handed back, nothing created; only the new platform key saved
@@ -123,8 +172,10 @@ def test_demo_live_part_simulator_consumers_and_payments(tmp_path, settings, liv
     WeChat Pay, a paid order in Siyu."""
     from siyu.commerce.orders.models import Order
     from siyu.console.management.commands._demo_commerce import demo_catalog
-    from siyu.console.management.commands.demo import Command, simulator_start, wechat_groups
+    from siyu.console.management.commands._demo_engagement import demo_communities
+    from siyu.console.management.commands.demo import GROUPS, Command, simulator_start, wechat_groups
     from siyu.customers.models import Identity
+    from siyu.engagement.communities.models import Community, CommunityRule, RhythmSlot
     from siyu.wechat.pay.models import PaymentIntent
     from siyu.wechat.work.models import CustomerGroup
     from siyu.wechat_sim.consumers import DEFAULT_WEIGHTS
@@ -140,8 +191,14 @@ def test_demo_live_part_simulator_consumers_and_payments(tmp_path, settings, liv
         command = Command(stdout=io.StringIO())
         apps = command._wechat_setup(workspace, sim_url=sim_url, public_url=live_server.url)
         assert "QR codes: 5 new" in command.stdout._out.getvalue()
-        assert wechat_groups(apps, sim_url=sim_url) == 2 and CustomerGroup.objects.count() == 2
+        assert wechat_groups(apps, sim_url=sim_url) == len(GROUPS) == CustomerGroup.objects.count() == 4
         assert wechat_groups(apps, sim_url=sim_url) == 0  # once
+        # the groups linked as communities of their types, with a keyword rule and the weekly rhythm, once
+        assert demo_communities(workspace) == 4 and demo_communities(workspace) == 0
+        assert set(Community.objects.values_list("type", flat=True)) == {"vip", "exchange", "newcomer", "campaign"}
+        assert all(CommunityRule.objects.filter(community=community, kind="keyword", active=True).exists()
+                   for community in Community.objects.all())
+        assert RhythmSlot.objects.filter(workspace=workspace, community_type="vip").exists()
         # The database is only read while the consumers are stopped (SQLite's shared in-memory test
         # database locks tables between the live server's thread and this one).
         crowd = consumers_until(sim_url, {"per_minute": 3000, "seed": 3}, "scan", "miniapp", "add_staff")

@@ -42,6 +42,11 @@ from django.utils import timezone
 
 from siyu.channels.services import channels_install_defaults
 from siyu.console.management.commands._demo_commerce import demo_catalog
+from siyu.console.management.commands._demo_engagement import (
+    demo_communities,
+    demo_engagement,
+    demo_engagement_summary,
+)
 from siyu.core.errors import SiyuError
 from siyu.core.models import Role, Workspace
 from siyu.core.services import api_key_authenticate, api_key_create, membership_grant
@@ -100,7 +105,7 @@ CONTACT_WAYS = {
     "douyin": ("抖音直播福利官", [("lin", 60), ("zhou", 40)], "抖音引流",
                "感谢来自直播间的你！直播专享价已发放到账户，点击小程序查看。"),
 }
-GROUPS = (("花漾美妆 VIP 福利群", "wang"), ("小红书粉丝交流群", "zhou"))
+GROUPS = (("花漾美妆 VIP 福利群", "wang"), ("小红书粉丝交流群", "zhou"), ("花漾新人福利群", "chen"), ("会员日活动群", "lin"))
 KEYWORD_RULES = (("优惠", "contains", "本周会员日全场 8 折，新人再领 20 元券：点击菜单「福利」→「领券」。"),
                  ("价格", "contains", "价格以小程序商城为准，回复「客服」由顾问为你推荐适合的产品。"),
                  ("客服", "exact", "顾问在线时间 9:00–22:00，添加专属顾问：点击菜单「福利」→「找顾问」。"))
@@ -420,6 +425,7 @@ class Command(BaseCommand):
                 raise CommandError(str(error)) from None
             try:
                 self._wechat_setup(workspace, sim_url=sim_url, public_url=url.rstrip("/"))
+                self._engagement(workspace)
             finally:
                 settings.SIYU_WECHAT_BASE_URL, settings.SIYU_PUBLIC_URL = previous
                 child.terminate()
@@ -440,6 +446,14 @@ class Command(BaseCommand):
         self.stdout.write(f"    渠道二维码 QR codes: {created['qrcodes']} new, {restored['qrcodes']} restored; "
                           f"「联系我」 contact codes: {created['contact_ways']} new, {restored['contact_ways']} restored")
         return apps
+
+    def _engagement(self, workspace: Workspace) -> None:
+        """The operations layer (``_demo_engagement``): orders from the simulated purchases, RFM, segments,
+        journeys, service bot, membership; then the due work once. One line per area."""
+        self.stdout.write("==> 运营体系 operations layer (orders, RFM, segments, journeys, service, membership)")
+        demo_engagement(workspace)
+        for line in demo_engagement_summary(workspace):
+            self.stdout.write(f"    {line}")
 
     def _print_access(self, url: str, passwords: dict[str, str], api_secret: str, *, serving: bool,
                       sim_url: str = "", driving: float = 0) -> None:
@@ -486,6 +500,7 @@ class Command(BaseCommand):
             sim_child, sim_url = simulator_start(port=options["sim_port"], siyu_url=public_url)
             children.append(sim_child)
             apps = self._wechat_setup(workspace, sim_url=sim_url, public_url=public_url)
+            self._engagement(workspace)
             env = {**os.environ, "SIYU_WECHAT_BASE_URL": sim_url, "SIYU_PUBLIC_URL": public_url}
             children += [
                 subprocess.Popen([python, "-m", "siyu.cli", "run_huey"], env=env),  # noqa: S603
@@ -497,6 +512,9 @@ class Command(BaseCommand):
             groups = wechat_groups(apps, sim_url=sim_url)  # Siyu hears of new groups by callback: it is up now
             if groups:
                 self.stdout.write(f"    客户群 customer groups: {groups} new")
+            linked = demo_communities(workspace, wait_seconds=20 if groups else 0)
+            if linked:
+                self.stdout.write(f"    社群 communities: {linked} WeCom groups linked")
             if options["drive"] > 0:
                 # a seed per run (how many people the 公众号 has met so far): a second run brings new people
                 seed = DEMO_SEED + Identity.objects.filter(workspace=workspace, kind="openid",
