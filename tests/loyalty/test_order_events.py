@@ -107,7 +107,9 @@ def test_order_paid_is_queued_off_the_payment_path_and_earns_once(workspace, que
     assert points_balance(customer=customer) == 0 and not GrowthEntry.objects.exists()
     queued = [queued_tasks.dequeue() for _ in range(queued_tasks.pending_count())]
     assert [task.name for task in queued] == [tasks.order_paid_task.task_class.__name__]
-    # The worker runs it — and a retried or duplicated copy changes nothing.
+    # The worker runs it — and a retried or duplicated copy changes nothing. (Run in-process: in immediate mode
+    # the task keeps the test's database connection instead of closing it as a worker does.)
+    queued_tasks.immediate = True
     for _ in range(2):
         queued_tasks.execute(queued[0])
     assert points_balance(customer=customer) == 200
