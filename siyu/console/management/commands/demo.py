@@ -16,6 +16,9 @@ checkout, WeChat Pay), so orders and payments arrive as they would from real buy
 
 The shop (issue 4): a beauty catalog, the storefront page, coupons and promotions, created once
 (``_demo_commerce.demo_catalog``); the H5 store is at ``/shop/demo/``.
+The operations layer (issue 5, ``_demo_engagement``): the simulated purchases become real paid orders, then
+RFM layers, segments, two active journeys, the service bot's FAQ, growth tasks, points mall and lottery, and
+(once serving) the WeCom customer groups linked as communities; the due work runs once, the worker keeps on.
 ``--no-serve`` does the same set-up against a simulator in a thread (fast, for tests) and exits.
 """
 
