@@ -51,6 +51,14 @@ def admin_membership(workspace):
 
 
 @pytest.fixture(autouse=True)
+def domain_events_background_inline(monkeypatch):
+    """Background subscribers of domain events run in-process right after commit (as the worker would)."""
+    from siyu.core import domain_events
+
+    monkeypatch.setattr(domain_events, "BACKGROUND_INLINE", True)
+
+
+@pytest.fixture(autouse=True)
 def fast_passwords(settings):
     """Tests create many logins: a fast hasher (passwords still checked, just cheaply)."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

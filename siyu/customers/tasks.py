@@ -57,6 +57,6 @@ def _on_rule_tag_changed(*, workspace_id: int, tag_id: int) -> None:
     rule_tags_refresh_task(workspace_id, None, [tag_id])
 
 
-subscribe(EVENTS_INGESTED, _on_customers_changed)
+subscribe(EVENTS_INGESTED, _on_customers_changed, background=True)
 subscribe(CUSTOMERS_CHANGED, _on_customers_changed)
 subscribe(RULE_TAG_CHANGED, _on_rule_tag_changed)

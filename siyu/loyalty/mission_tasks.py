@@ -9,7 +9,7 @@ is small and idempotent; a failure is queued as a retried Huey task so nothing i
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db.models import Q
 from django.utils import timezone
@@ -109,6 +109,25 @@ def community_joined_task(workspace_id: int, customer_ids: list[int], community_
     return community_joined_apply(workspace_id=workspace_id, customer_ids=customer_ids, community_id=community_id)
 
 
+@db_task(retries=3, retry_delay=30)
+def product_viewed_task(workspace_id: int, customer_id: int, product_id: int, at_iso: str) -> int:
+    """The 浏览商品 daily task's step, queued by the store's product pages (each product counts once a day)."""
+    customer = _customer(workspace_id, customer_id)
+    if customer is None:
+        return 0
+    moved = mission_progress(workspace=workspace_id, customer=customer, trigger="browse",
+                             key=f"product:{int(product_id)}", at=datetime.fromisoformat(at_iso))
+    return len(moved)
+
+
+def product_viewed(*, workspace_id: int, customer_id: int, product_id: int) -> None:
+    """Queue the browse step; a product page never waits for (or fails on) task bookkeeping."""
+    try:
+        product_viewed_task(workspace_id, customer_id, product_id, timezone.now().isoformat())
+    except Exception:
+        logger.exception("loyalty tasks: product view of %s by %s not recorded", product_id, customer_id)
+
+
 @db_task(retries=5, retry_delay=60)
 def tier_notice_task(change_id: int) -> str:
     from siyu.loyalty.tier_notices import tier_notice_send
@@ -154,5 +173,5 @@ def on_tier_changed(*, change_id, **_):
 
 subscribe(ORDER_PAID, on_order_paid)
 subscribe(COMMUNITY_JOINED, on_community_joined)
-subscribe(EVENTS_INGESTED, on_events_ingested)
+subscribe(EVENTS_INGESTED, on_events_ingested, background=True)
 subscribe(TIER_CHANGED, on_tier_changed)

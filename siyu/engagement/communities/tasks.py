@@ -39,7 +39,7 @@ def _on_events_ingested(*, workspace_id: int, customer_ids: list[int], **_) -> N
         group_events_task(workspace_id, customer_ids)
 
 
-subscribe(EVENTS_INGESTED, _on_events_ingested)
+subscribe(EVENTS_INGESTED, _on_events_ingested, background=True)
 
 
 @db_periodic_task(crontab(minute="*/10"))

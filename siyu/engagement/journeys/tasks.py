@@ -59,4 +59,4 @@ def _subscriber(kind: str):
 
 
 for _kind in _HANDLERS:
-    subscribe(_kind, _subscriber(_kind))
+    subscribe(_kind, _subscriber(_kind), background=_kind == EVENTS_INGESTED)  # one batch task, off the request

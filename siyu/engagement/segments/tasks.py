@@ -72,7 +72,7 @@ def _on_tier_changed(*, workspace_id: int, **_) -> None:
     _mark(workspace_id, {"tier"})
 
 
-subscribe(EVENTS_INGESTED, _on_events_ingested)
+subscribe(EVENTS_INGESTED, _on_events_ingested, background=True)
 subscribe(CUSTOMERS_CHANGED, _on_customers_changed)
 subscribe(RULE_TAG_CHANGED, _on_rule_tag_changed)
 for _name in ORDER_EVENTS:
