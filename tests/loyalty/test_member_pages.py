@@ -8,7 +8,9 @@ import random
 import pytest
 from django.utils import timezone
 
+from siyu.commerce.catalog.models import Sku
 from siyu.commerce.orders.models import FulfilmentStatus, Order, OrderLine
+from siyu.commerce.orders.services import checkout
 from siyu.commerce.promotions.models import Coupon
 from siyu.commerce.store import member_services
 from siyu.commerce.store.models import ProductReview
@@ -17,10 +19,11 @@ from siyu.loyalty.checkin import member_rules_update
 from siyu.loyalty.exchange import exchange_item_save
 from siyu.loyalty.lottery import prize_save
 from siyu.loyalty.missions import tasks_ensure
-from siyu.loyalty.models import CheckIn, ExchangeItem, LotteryDraw, LotteryPrize
+from siyu.loyalty.models import CheckIn, ExchangeItem, LotteryDraw, LotteryPrize, TaskProgress
 from siyu.loyalty.points import ledger_check, points_balance, points_earn
 from siyu.loyalty.tiers import growth_record, tier_config_update, tier_evaluate
 from tests.commerce import store_fixtures
+from tests.commerce.orders_fixtures import ADDRESS, immediate_tasks  # noqa: F401 - fixture
 from tests.commerce.store_fixtures import csrf_post, h5_shopper, make_coupon_template
 
 pytestmark = pytest.mark.django_db
@@ -152,6 +155,15 @@ def test_lottery_page_and_coupon_prize(store):
     assert result.created and points_balance(customer=shopper.customer) == 60
 
 
+def test_product_pages_count_towards_the_browse_task_once_per_product(store, immediate_tasks):  # noqa: F811
+    shopper = h5_shopper(store, "m11")
+    browse = next(task for task in tasks_ensure(workspace=store.workspace) if task.trigger == "browse")
+    cream, serum = store.products["cream"][0], store.products["serum"][0]
+    for product in (cream, cream, serum):  # the H5 page twice, then another product
+        assert shopper.client.get(f"/shop/{store.workspace.slug}/products/{product.pk}/").status_code == 200
+    assert TaskProgress.objects.get(task=browse, customer=shopper.customer).count == 2
+
+
 def test_review_of_a_delivered_line_rewarded_once(store):
     shopper = h5_shopper(store, "m7")
     line = delivered_order(store, shopper)
@@ -184,14 +196,23 @@ def test_review_refused_before_delivery_and_for_someone_else(store):
 
 def test_exclusive_items_need_the_tier(store):
     shopper = h5_shopper(store, "m10")
-    product, _ = store.products["serum"]
+    product, skus = store.products["serum"]
     product.min_tier = "gold"
     product.save(update_fields=["min_tier"])
+    held_before = Sku.objects.get(pk=skus[0].pk).stock_reserved
+
+    def buy():
+        return checkout(workspace=store.workspace, customer=shopper.customer, lines=[(skus[0].pk, 1)],
+                        address=ADDRESS)
+
     with pytest.raises(SiyuError) as refused:
-        member_services.checkout_tier_check(customer=shopper.customer, product_ids=[product.pk])
+        buy()
     assert refused.value.code == "tier_required" and refused.value.status == 403
+    assert refused.value.details["product_ids"] == [product.pk]
+    assert not Order.objects.filter(customer=shopper.customer).exists()  # refused before anything was held
+    assert Sku.objects.get(pk=skus[0].pk).stock_reserved == held_before
     tier_config_update(workspace=store.workspace, levels={"gold": {"growth_threshold": 10}, "silver": {
         "growth_threshold": 5}})
     growth_record(workspace=store.workspace, customer=shopper.customer, source="task", ref="t", spend_fen=0, growth=10)
     tier_evaluate(customer=shopper.customer)
-    member_services.checkout_tier_check(customer=shopper.customer, product_ids=[product.pk])
+    assert buy().customer_id == shopper.customer.pk

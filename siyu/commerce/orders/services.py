@@ -38,6 +38,7 @@ from siyu.core.models import Workspace
 from siyu.customers.ingestion import events_ingest
 from siyu.customers.models import Customer, Identity
 from siyu.loyalty import points as loyalty_points
+from siyu.loyalty.benefits import exclusive_items_check
 from siyu.wechat.pay.provider import PaymentProvider, WeChatPayProvider
 
 logger = logging.getLogger(__name__)
@@ -142,6 +143,10 @@ def checkout(*, workspace: Workspace, customer: Customer, lines: list[tuple[int,
         quote, context = promotions.checkout_quote(workspace=workspace, customer=customer, lines=wanted,
                                                    coupon_ids=coupons, points=points, flash_sale_id=flash_sale_id,
                                                    flash_sale=sale)
+        # 会员专享: products for a tier above the customer's are refused before anything is held.
+        min_tiers = {sku.product_id: sku.product.min_tier for sku in context.skus.values() if sku.product.min_tier}
+        if min_tiers:
+            exclusive_items_check(customer=customer, min_tiers=min_tiers)
         unapplied = dict(getattr(quote, "unapplied", ()) or ())
         if unapplied:
             coupon_id, reason = next(iter(unapplied.items()))

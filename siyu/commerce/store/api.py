@@ -17,7 +17,7 @@ from ninja import Field, Router, Schema, Status
 from pydantic import StrictInt, StrictStr
 
 from siyu.commerce.store import cart as carts
-from siyu.commerce.store import selectors, shopping
+from siyu.commerce.store import member_services, selectors, shopping
 from siyu.commerce.store.identity import Shopper
 from siyu.commerce.store.inputs import parse_coupon_ids, parse_id, parse_points
 from siyu.core.errors import SiyuError
@@ -367,8 +367,10 @@ def products(request, category_id: int | None = None, q: str = "", page: int = 1
 @router.get("/products/{product_id}", response={200: ProductOut, **ERRORS}, summary="商品详情 / Product")
 def product(request, product_id: int):
     shopper = _shopper(request)
-    return selectors.product_page(workspace=shopper.workspace, customer=shopper.customer,
+    page = selectors.product_page(workspace=shopper.workspace, customer=shopper.customer,
                                   product_id=parse_id(product_id, what_zh="商品", what_en="product"))
+    member_services.product_viewed(workspace=shopper.workspace, customer=shopper.customer, product_id=page["id"])
+    return page
 
 
 # --- cart -------------------------------------------------------------------------------------------------------

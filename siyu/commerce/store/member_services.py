@@ -2,24 +2,20 @@
 
 Exchange and lottery run loyalty's service and, for a coupon, issue it through promotions in the same
 transaction — a coupon that cannot be issued rolls the whole thing back (no points spent, no stock taken).
-Reviews belong to lines of the shopper's delivered orders, one per line, rewarded once. ``checkout_tier_check``
-is the 会员专享 check checkout must run on its lines.
+Reviews belong to lines of the shopper's delivered orders, one per line, rewarded once. (会员专享 is
+checked by checkout itself, with ``siyu.loyalty.benefits.exclusive_items_check``.)
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from django.db import IntegrityError, transaction
 
-from siyu.commerce.catalog.models import Product
 from siyu.commerce.orders.models import FulfilmentStatus, Order, OrderLine
 from siyu.commerce.promotions.services import coupon_issue
 from siyu.commerce.store.models import ProductReview
 from siyu.core.errors import SiyuError
 from siyu.core.models import Workspace
 from siyu.customers.models import Customer
-from siyu.loyalty.benefits import exclusive_items_check
 from siyu.loyalty.checkin import review_reward, review_text_check
 from siyu.loyalty.exchange import RedeemResult, exchange_redeem
 from siyu.loyalty.lottery import DrawResult, lottery_draw
@@ -103,19 +99,10 @@ def review_create(*, workspace: Workspace, customer: Customer, order_number: str
 # ---------------------------------------------------------------------------------------------------- checkout
 
 
-def checkout_tier_check(*, customer: Customer, product_ids: Iterable[int]) -> None:
-    """会员专享: refuse (403 ``tier_required``) when a product is for a tier above the customer's. To be called
-    by checkout (orders/store) with its lines' product ids before anything is reserved."""
-    ids = sorted({int(pk) for pk in product_ids if pk})
-    if not ids:
-        return
-    min_tiers = dict(Product.objects.filter(pk__in=ids).exclude(min_tier="").values_list("pk", "min_tier"))
-    if min_tiers:
-        exclusive_items_check(customer=customer, min_tiers=min_tiers)
-
-
 def product_viewed(*, workspace: Workspace, customer: Customer, product_id: int) -> None:
-    """The 浏览商品 daily task's step: the product page calls this (each product counts once a day)."""
-    from siyu.loyalty.missions import mission_progress
+    """The 浏览商品 daily task's step: the product pages call this (each product counts once a day). Queued, so
+    a product page never waits for the task bookkeeping."""
+    from siyu.loyalty.mission_tasks import product_viewed as queue_product_view
 
-    mission_progress(workspace=workspace, customer=customer, trigger="browse", key=f"product:{int(product_id)}")
+    if customer is not None:
+        queue_product_view(workspace_id=workspace.pk, customer_id=customer.pk, product_id=int(product_id))

@@ -21,7 +21,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from siyu.commerce.store import cart as carts
-from siyu.commerce.store import selectors, shopping
+from siyu.commerce.store import member_services, selectors, shopping
 from siyu.commerce.store.identity import oauth_url, shopper_for, workspace_for_slug
 from siyu.commerce.store.inputs import (
     ADDRESS_FIELDS,
@@ -122,6 +122,7 @@ PRICE_NOTES = {"member_price": "会员价", "limited_time": "限时折扣价", "
 @store_page
 def product(request, shopper, product_id: int):
     page = selectors.product_page(workspace=shopper.workspace, customer=shopper.customer, product_id=product_id)
+    member_services.product_viewed(workspace=shopper.workspace, customer=shopper.customer, product_id=page["id"])
     total = sum(row["available"] for row in page["skus"])
     return render(request, "store/product.html", _context(
         request, shopper, product={"id": page["id"], "name": page["title"], "subtitle": page["subtitle"],
