@@ -171,7 +171,7 @@ def on_tier_changed(*, change_id, **_):
     tier_notice_task(change_id)
 
 
-subscribe(ORDER_PAID, on_order_paid)
+subscribe(ORDER_PAID, on_order_paid, background=True)  # off the payment notification request
 subscribe(COMMUNITY_JOINED, on_community_joined)
 subscribe(EVENTS_INGESTED, on_events_ingested, background=True)
 subscribe(TIER_CHANGED, on_tier_changed)

@@ -62,5 +62,5 @@ def on_order_changed(*, workspace_id, customer_id=None, **_):
         rfm_rescore_task(workspace_id, [customer_id])
 
 
-subscribe(ORDER_PAID, on_order_changed)
-subscribe(ORDER_REFUNDED, on_order_changed)
+subscribe(ORDER_PAID, on_order_changed, background=True)  # off the payment notification request
+subscribe(ORDER_REFUNDED, on_order_changed, background=True)

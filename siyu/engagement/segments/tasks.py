@@ -76,6 +76,6 @@ subscribe(EVENTS_INGESTED, _on_events_ingested, background=True)
 subscribe(CUSTOMERS_CHANGED, _on_customers_changed)
 subscribe(RULE_TAG_CHANGED, _on_rule_tag_changed)
 for _name in ORDER_EVENTS:
-    subscribe(_name, _on_order)
+    subscribe(_name, _on_order, background=True)  # off the payment notification request
 subscribe(TIER_CHANGED, _on_tier_changed)
 subscribe(LAYER_CHANGED, _on_layer_changed)
