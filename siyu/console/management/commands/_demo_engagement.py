@@ -10,8 +10,9 @@ changed.
 Orders: ``siyu simulate`` records purchases as ``order_paid`` *events* only, while RFM, the orders console
 and the H5 "my orders" page read the commerce order tables. Each simulated purchase becomes one real paid
 order (same number as the event's ``order_id``, same amount and payment time, bought by the customer the
-event's identity belongs to), written in bulk: one line per order, the catalog SKU whose price fits the
-amount best (quantity × price ≥ amount; the difference is the order's discount, as a promotion would be).
+event's identity belongs to), written in bulk: one line per order, the catalog SKU whose price is nearest
+the amount (in a quantity that divides it), at the unit price it sold for then — no discount, so RFM's
+"heavy coupon use" is not triggered by the data's fitting.
 They are marked in ``remark`` as simulated. No domain events are published for them (they are history,
 not purchases happening now): no points, no journey triggers; the RFM job reads them directly.
 """
@@ -117,16 +118,19 @@ PRIZES = (("50 积分", "points", 50, 40, None), ("10 元无门槛券", "coupon"
           ("面膜小样", "gift", 0, 5, 100), ("谢谢参与", "nothing", 0, 35, None))
 
 
-def _best_line(amount_fen: int, skus: list[tuple]) -> tuple[tuple, int]:
-    """The SKU and quantity whose price × quantity is the smallest at or above ``amount_fen``."""
+def _best_line(amount_fen: int, skus: list[tuple]) -> tuple[tuple, int, int]:
+    """The SKU nearest the amount, a quantity that divides the amount, and the unit price it then sold for."""
     best = None
     for sku in skus:
         price = sku[3]
-        quantity = max(1, -(-amount_fen // price))
-        key = (quantity * price - amount_fen, quantity)
+        quantity = max(1, round(amount_fen / price))
+        key = (abs(quantity * price - amount_fen), quantity)
         if best is None or key < best[0]:
             best = (key, sku, quantity)
-    return best[1], best[2]
+    _key, sku, quantity = best
+    while amount_fen % quantity:
+        quantity -= 1
+    return sku, quantity, amount_fen // quantity
 
 
 def demo_orders(workspace: Workspace) -> int:
@@ -159,8 +163,8 @@ def demo_orders(workspace: Workspace) -> int:
         if not number or number in existing or customer_id is None or not isinstance(amount, int) or amount <= 0:
             continue
         existing.add(number)
-        (sku_id, product_id, title, price, specs), quantity = _best_line(amount, skus)
-        subtotal = price * quantity
+        (sku_id, product_id, title, _list_price, specs), quantity, price = _best_line(amount, skus)
+        subtotal = price * quantity  # == amount
         age = now - paid_at
         done = age > timedelta(days=7)
         order = Order(
