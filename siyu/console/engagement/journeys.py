@@ -23,7 +23,7 @@ from siyu.console.access import MANAGER_ROLES, console_view
 from siyu.console.rendering import page
 from siyu.core.errors import SiyuError
 from siyu.core.timeutil import SHANGHAI
-from siyu.engagement.journeys import selectors, services
+from siyu.engagement.journeys import selectors, services, webhook_secrets
 from siyu.engagement.journeys.definition import CHANNELS, DEFAULT_721
 from siyu.engagement.journeys.engine import journey_settings
 from siyu.engagement.journeys.models import Channel, MessageStatus
@@ -147,7 +147,8 @@ def _labels() -> dict:
             "app_id": _("发送账号"), "template_id": _("模板 ID"), "data": _("模板数据（JSON）"), "url": _("跳转链接"),
             "text": _("消息内容"), "page": _("小程序页面"), "action": _("操作"), "coupon": _("优惠券"),
             "amount": _("积分"), "level": _("级别"), "sla_minutes": _("SLA（分钟）"), "webhook_url": _("地址"),
-            "secret": _("签名密钥"), "goal_event": _("转化目标事件"), "goal_days": _("转化窗口（天）"),
+            "secret": _("签名密钥"), "secret_set": _("已设置，留空则保持不变"), "secret_unset": _("未设置"),
+            "goal_event": _("转化目标事件"), "goal_days": _("转化窗口（天）"),
         },
         "end": _("结束"), "remove": _("删除"), "up": _("上移"), "add": _("添加步骤"), "none": _("（请选择）"),
         "bad_json": _("模板数据不是有效的 JSON"),
@@ -157,7 +158,9 @@ def _labels() -> dict:
 def _editor(request, journey, *, status: int = 200, problems=None, definition=None):
     report_runs = journey.runs.exists() if journey.pk else False
     return page(request, "console/engagement/journeys/edit.html", {
-        "journey": journey, "definition": definition if definition is not None else journey.definition,
+        # never a secret in the page, not even one just typed into a refused form: only "set" or not
+        "journey": journey,
+        "definition": webhook_secrets.public(definition if definition is not None else journey.definition),
         "options": _options(request), "labels": _labels(), "problems": problems or [],
         "can_manage": _can_manage(request), "has_runs": report_runs, "default_721": DEFAULT_721,
     }, active="journeys", status=status)

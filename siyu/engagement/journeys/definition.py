@@ -191,8 +191,8 @@ def _step_problems(step: dict) -> list[Problem]:
         url = str(step.get("url") or "")
         if not url.startswith(("http://", "https://")):
             bad("Webhook 地址必须以 http(s):// 开头", "The webhook URL must start with http(s)://")
-        if len(str(step.get("secret") or "")) < 8:
-            bad("签名密钥至少 8 个字符", "The signing secret needs at least 8 characters")
+        if not isinstance(step.get("secret_enc"), str) or not step["secret_enc"]:
+            bad("请设置签名密钥（至少 8 个字符）", "Set the signing secret (8 characters at least)")
     return found
 
 

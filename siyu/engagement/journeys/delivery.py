@@ -211,6 +211,8 @@ def webhook_signature(secret: str, body: bytes, timestamp: str) -> str:
 def _webhook(message: JourneyMessage, now: datetime) -> str:
     import requests
 
+    from siyu.engagement.journeys.webhook_secrets import step_secret
+
     step = next((s for s in JourneyVersion.objects.get(journey_id=message.journey_id, version=message.run.version)
                  .definition["steps"] if s["id"] == message.step_id), None)
     if step is None:
@@ -220,7 +222,7 @@ def _webhook(message: JourneyMessage, now: datetime) -> str:
                        "at": now.isoformat()}, ensure_ascii=False, sort_keys=True).encode()
     timestamp = str(int(now.timestamp()))
     headers = {"Content-Type": "application/json", "X-Siyu-Delivery": message.idempotency_key,
-               "X-Siyu-Timestamp": timestamp, "X-Siyu-Signature": webhook_signature(str(step["secret"]), body, timestamp)}
+               "X-Siyu-Timestamp": timestamp, "X-Siyu-Signature": webhook_signature(step_secret(step), body, timestamp)}
     try:
         response = requests.post(step["url"], data=body, headers=headers, timeout=WEBHOOK_TIMEOUT)
     except requests.RequestException as error:

@@ -12,6 +12,7 @@ from siyu.core.errors import SiyuError, not_found
 from siyu.core.models import Workspace
 from siyu.core.services import audit_record
 from siyu.engagement.journeys import definition as rules
+from siyu.engagement.journeys import webhook_secrets
 from siyu.engagement.journeys.models import Journey, JourneySettings, JourneyStatus, JourneyVersion
 from siyu.engagement.journeys.schedule import DEFAULT_CAPS, is_hhmm
 
@@ -45,7 +46,7 @@ def journey_create(*, workspace: Workspace, name: Any, definition: Any = None, d
         with transaction.atomic():
             journey = Journey.objects.create(
                 workspace=workspace, name=name, description=str(description or "")[:255],
-                definition=definition or {"trigger": {}, "steps": []}, created_at=now, updated_at=now,
+                definition=webhook_secrets.seal(definition) or {"trigger": {}, "steps": []}, created_at=now, updated_at=now,
                 created_by=actor if getattr(actor, "is_authenticated", False) else None)
             audit_record(workspace=workspace, actor=actor, action="journey.create", target_type="journey",
                          target_id=journey.pk)
@@ -65,7 +66,7 @@ def journey_save(*, workspace: Workspace, journey_id: Any, definition: Any, name
         journey = journey_get(workspace=workspace, journey_id=journey_id, lock=True)
         if journey.status == JourneyStatus.ARCHIVED:
             raise SiyuError("journey_archived", "旅程已归档，不能修改", "The journey is archived", status=409)
-        journey.definition = definition
+        journey.definition = webhook_secrets.seal(definition, previous=journey.definition)
         if name is not None:
             journey.name = _name(name)
         if description is not None:

@@ -20,6 +20,18 @@ from tests.wechat.official_support import official_account
 NOON = datetime(2026, 11, 24, 14, 0, tzinfo=SHANGHAI)
 
 
+@pytest.fixture(autouse=True)
+def patient_timeouts(settings, monkeypatch):
+    """The machine is shared and often loaded: a 5-second read timeout towards the in-process simulator or a
+    local webhook receiver can expire although the other side answered, which turns a send into "unknown" (or
+    a webhook into a retry) and fails assertions that are about journeys, not about timeouts. No test here
+    exercises a timeout (crashes are simulated by patching), so waiting longer changes nothing they check."""
+    from siyu.engagement.journeys import delivery
+
+    settings.SIYU_WECHAT_TIMEOUT = 60
+    monkeypatch.setattr(delivery, "WEBHOOK_TIMEOUT", 60)
+
+
 @pytest.fixture
 def account(wechat_sim, wechat_app_factory):  # noqa: F811
     HUEY.flush()

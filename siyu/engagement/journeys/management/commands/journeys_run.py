@@ -11,7 +11,6 @@ from datetime import datetime
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from siyu.core.timeutil import SHANGHAI
 from siyu.engagement.journeys.runner import journeys_tick, run_until
 
 
@@ -21,15 +20,19 @@ def _moment(text: str, option: str) -> datetime:
     except ValueError:
         raise CommandError(f"{option}: 时间格式应为 ISO 8601 / use an ISO 8601 time, e.g. 2026-12-01T10:00+08:00") \
             from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=SHANGHAI)
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        # a naive time is ambiguous (server clock? Shanghai?): say which zone
+        raise CommandError(f"{option}: 时间需要带时区，例如 2026-12-01T10:00+08:00 / "
+                           f"the time needs a UTC offset, e.g. 2026-12-01T10:00+08:00")
+    return moment
 
 
 class Command(BaseCommand):
     help = "Run journeys forward in time (date triggers, waits, messages, SLA escalation)."
 
     def add_arguments(self, parser):
-        parser.add_argument("--until", help="ISO time to run to (naive times are Asia/Shanghai)")
-        parser.add_argument("--from", dest="start", help="ISO time to start from (default: now)")
+        parser.add_argument("--until", help="ISO time with a UTC offset to run to, e.g. 2026-12-01T10:00+08:00")
+        parser.add_argument("--from", dest="start", help="ISO time with a UTC offset to start from (default: now)")
 
     def handle(self, *args, until=None, start=None, **options):
         begin = _moment(start, "--from") if start else timezone.now()
