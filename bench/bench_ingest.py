@@ -153,6 +153,25 @@ def post_all(port: int, secret: str, bodies: list[bytes], clients: int) -> tuple
     return elapsed, totals
 
 
+def queue_drain() -> tuple[int, int, float]:
+    """Run every task in the benchmark's own queue in this process (delayed ones too), timing it."""
+    from django.db import connection
+    from django.utils.module_loading import autodiscover_modules
+    from huey.contrib.djhuey import HUEY
+
+    autodiscover_modules("tasks")  # the task registry a worker has
+    queued = HUEY.pending_count()
+    executed = 0
+    started = time.perf_counter()
+    while (task := HUEY.dequeue()) is not None:
+        task.eta = None  # a debounced or retried task: the drain runs it now
+        HUEY.execute(task)
+        executed += 1
+    elapsed = time.perf_counter() - started
+    connection.close()
+    return queued, executed, elapsed
+
+
 def copy_baseline(url: str, table: str, columns: str) -> tuple[float, int]:
     """Read back what the API stored, empty the table, and time PostgreSQL's COPY of the same rows."""
     import psycopg
@@ -298,24 +317,28 @@ def main() -> None:
     touches = last_seen_apply()
     drain_elapsed = time.perf_counter() - drain_started
     connection.close()
-    from huey.contrib.djhuey import HUEY
-
-    queued = HUEY.pending_count()
-    HUEY.flush()  # the benchmark's own queue: tasks other layers queued per batch (no worker ran them)
-    print(f"{args.queue} task queue: {queued} tasks queued by subscribers during the run (flushed)")
-    http_total = http_elapsed + drain_elapsed
+    # Work the ingestion queued for the background (domain-event subscribers, e.g. the one EVENTS_INGESTED
+    # dispatcher per batch) is part of ingesting these events: drain the queue here, in this process and one
+    # thread (a real worker runs several), and count that time in the end-to-end rate.
+    queued, executed, queue_elapsed = queue_drain()
+    print(f"{args.queue} task queue: {queued} tasks queued during the run; drained {executed} tasks "
+          f"(with those they queued) in {queue_elapsed:.2f}s", flush=True)
+    requests_rate = args.events / http_elapsed
+    http_total = http_elapsed + drain_elapsed + queue_elapsed
     http_rate = args.events / http_total
     load_after = load()
     print(f"HTTP API: {args.events} events in {http_elapsed:.2f}s + last-seen job {drain_elapsed:.2f}s "
-          f"({touches} batch touches) = {http_rate:,.0f} events/s (requests alone {args.events / http_elapsed:,.0f}/s) "
-          f"({load_before} before, {load_after} after)", flush=True)
+          f"({touches} batch touches) + background queue {queue_elapsed:.2f}s = {http_rate:,.0f} events/s end to end "
+          f"(requests alone {requests_rate:,.0f}/s) ({load_before} before, {load_after} after)", flush=True)
 
     load_copy = load()
     copy_elapsed, rows = copy_baseline(url, table, columns)
     copy_rate = rows / copy_elapsed
     ratio = http_rate / copy_rate
+    requests_ratio = requests_rate / copy_rate
     print(f"COPY:     {rows} events in {copy_elapsed:.2f}s = {copy_rate:,.0f} events/s ({load_copy} before)")
-    print(f"ratio HTTP / COPY = {ratio:.3f}")
+    print(f"ratio HTTP / COPY = {ratio:.3f} end to end (with last-seen job and background queue), "
+          f"{requests_ratio:.3f} requests alone")
 
     sqlite_line = ""
     if args.sqlite:
@@ -341,9 +364,11 @@ UTM/channel on most), batches of {args.batch}, gunicorn {args.workers} gthread w
 task queue {args.queue}.
 
 - HTTP API end to end (auth, JSON, validation, dedup, identity resolution creating {customers} customers, insert,
-  per-event answer, then the last-seen job): **{http_rate:,.0f} events/s** ({http_elapsed:.1f} s + {drain_elapsed:.1f} s)
+  per-event answer, then the last-seen job and the drained background queue): **{http_rate:,.0f} events/s**
+  ({http_elapsed:.1f} s + {drain_elapsed:.1f} s + {queue_elapsed:.1f} s for {executed} queued tasks); requests alone
+  {requests_rate:,.0f} events/s
 - PostgreSQL `COPY` of the same rows into the same (emptied) table: **{copy_rate:,.0f} events/s** ({copy_elapsed:.1f} s)
-- **Ratio HTTP / COPY = {ratio:.2f}** (goal ≥ 0.5)
+- **Ratio HTTP / COPY = {ratio:.2f}** end to end (goal ≥ 0.5); requests alone {requests_ratio:.2f}
 - Machine load: HTTP run {load_before} before, {load_after} after; COPY {load_copy} before
 {sqlite_line}
 """)
