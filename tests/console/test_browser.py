@@ -87,7 +87,7 @@ def test_login_dashboard_search_360_and_tag(live_server, brand):
             row_link.click()
             page.wait_for_url(f"{live_server.url}/customers/{customer.pk}/")
             expect(page.locator("[data-field=phone]")).to_have_text("13812345678")
-            expect(page.locator(".timeline")).to_contain_text("支付订单")
+            expect(page.locator("ol.timeline")).to_contain_text("支付订单")  # the event timeline
 
             # Tag the customer inline.
             page.select_option("#tag-add-form select[name=tag_id]", str(tag.pk))

@@ -88,10 +88,11 @@ def test_english_switch(clients, ann):
 
 
 def test_not_built_page_is_honest(clients):
-    response = clients["admin"].get(reverse("console:not_built", args=["journeys"]))
+    response = clients["admin"].get(reverse("console:not_built", args=["referral"]))
     assert response.status_code == 200 and "即将推出" in response.content.decode()
     assert clients["admin"].get(reverse("console:not_built", args=["customers"])).status_code == 404
     assert clients["admin"].get(reverse("console:not_built", args=["orders"])).status_code == 404  # built now
+    assert clients["admin"].get(reverse("console:not_built", args=["journeys"])).status_code == 404  # built now
 
 
 def test_workspace_switcher(workspace, members, clients):
