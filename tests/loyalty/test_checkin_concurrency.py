@@ -3,10 +3,7 @@ a day, one reward; a prize's and an item's stock never below zero; the balance n
 
 from __future__ import annotations
 
-import threading
-
 import pytest
-from django.db import connection
 
 from siyu.core.errors import SiyuError
 from siyu.core.services import workspace_create
@@ -15,38 +12,18 @@ from siyu.loyalty.exchange import exchange_item_save, exchange_redeem
 from siyu.loyalty.lottery import lottery_draw, prize_save
 from siyu.loyalty.models import CheckIn, ExchangeItem, LotteryDraw, LotteryPrize, PointsTransaction
 from siyu.loyalty.points import ledger_check, points_balance, points_earn
+from tests.concurrency import run_together
 from tests.loyalty.factories import make_customer
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 THREADS = 10
 
 
-def _run(work) -> list[BaseException]:
-    barrier = threading.Barrier(THREADS)
-    errors: list[BaseException] = []
-
-    def runner(index: int) -> None:
-        try:
-            barrier.wait()
-            work(index)
-        except BaseException as error:  # reported to the main thread
-            errors.append(error)
-        finally:
-            connection.close()
-
-    pool = [threading.Thread(target=runner, args=(i,)) for i in range(THREADS)]
-    for thread in pool:
-        thread.start()
-    for thread in pool:
-        thread.join()
-    return errors
-
-
 def test_concurrent_checkins_make_one():
     workspace = workspace_create(slug="checkin-race", name="签到并发")
     customer = make_customer(workspace)
     created = []
-    errors = _run(lambda i: created.append(checkin(workspace=workspace, customer=customer).created))
+    errors = run_together(THREADS, lambda i: created.append(checkin(workspace=workspace, customer=customer).created))
     assert errors == []
     assert created.count(True) == 1 and len(created) == THREADS
     assert CheckIn.objects.filter(customer=customer).count() == 1
@@ -77,7 +54,7 @@ def test_concurrent_draws_and_exchanges_keep_stock_and_balance():
                 assert error.code in {"points_insufficient", "lottery_daily_limit", "exchange_out_of_stock"}
                 outcomes.append(error.code)
 
-    assert _run(work) == []
+    assert run_together(THREADS, work) == []
     draws = LotteryDraw.objects.filter(customer=customer).count()
     redemptions = ExchangeItem.objects.get(pk=item.pk).redemptions.count()
     assert draws <= 6 and redemptions <= 2

@@ -5,39 +5,18 @@ from __future__ import annotations
 import threading
 
 import pytest
-from django.db import connection
 
 from siyu.core.errors import SiyuError
 from siyu.core.services import workspace_create
 from siyu.loyalty.models import PointsAccount, PointsTransaction
 from siyu.loyalty.points import ledger_check, points_balance, points_earn, points_refund, points_spend
+from tests.concurrency import run_together
 from tests.loyalty.factories import make_customer
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 THREADS = 12
 ATTEMPTS = 8
-
-
-def _run(threads: int, work) -> list[BaseException]:
-    barrier = threading.Barrier(threads)
-    errors: list[BaseException] = []
-
-    def runner(index: int) -> None:
-        try:
-            barrier.wait()
-            work(index)
-        except BaseException as error:  # reported to the main thread
-            errors.append(error)
-        finally:
-            connection.close()
-
-    pool = [threading.Thread(target=runner, args=(i,)) for i in range(threads)]
-    for thread in pool:
-        thread.start()
-    for thread in pool:
-        thread.join()
-    return errors
 
 
 def test_concurrent_spends_never_overdraw():
@@ -58,7 +37,7 @@ def test_concurrent_spends_never_overdraw():
             with lock:
                 outcomes[result] += 1
 
-    assert _run(THREADS, work) == []
+    assert run_together(THREADS, work) == []
     assert outcomes == {"ok": 1000 // 30, "insufficient": THREADS * ATTEMPTS - 1000 // 30}
     assert points_balance(customer=customer) == 1000 - 30 * (1000 // 30)
     assert PointsAccount.objects.get(customer=customer).balance == 10
@@ -83,7 +62,7 @@ def test_concurrent_returns_and_replays_happen_exactly_once():
                 returned.append(done)
         points_earn(workspace=workspace, customer=customer, amount=500, reason="purchase", ref="seed-2")
 
-    assert _run(THREADS, work) == []
+    assert run_together(THREADS, work) == []
     assert returned.count(True) == 5
     assert points_balance(customer=customer) == 500
     assert PointsTransaction.objects.filter(kind="reverse").count() == 5

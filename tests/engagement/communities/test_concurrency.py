@@ -3,12 +3,10 @@ still running) is stored once and moderated once; rhythm runs and KOC incentives
 
 from __future__ import annotations
 
-import threading
 import time
 from datetime import datetime
 
 import pytest
-from django.db import connection
 
 from siyu.core.services import workspace_create
 from siyu.core.timeutil import SHANGHAI
@@ -25,32 +23,12 @@ from siyu.engagement.communities.rhythm import rhythm_run_due, rhythm_slots
 from siyu.engagement.communities.services import community_create
 from siyu.engagement.inbox.models import StaffTask
 from siyu.loyalty.models import PointsTransaction
+from tests.concurrency import run_together
 
 from .conftest import customer_make
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 THREADS = 6
-
-
-def _run(work) -> list[BaseException]:
-    barrier = threading.Barrier(THREADS)
-    errors: list[BaseException] = []
-
-    def runner(index: int) -> None:
-        try:
-            barrier.wait()
-            work(index)
-        except BaseException as error:  # reported to the main thread
-            errors.append(error)
-        finally:
-            connection.close()
-
-    pool = [threading.Thread(target=runner, args=(i,)) for i in range(THREADS)]
-    for thread in pool:
-        thread.start()
-    for thread in pool:
-        thread.join()
-    return errors
 
 
 def test_concurrent_bridge_posts_store_and_moderate_once():
@@ -59,7 +37,7 @@ def test_concurrent_bridge_posts_store_and_moderate_once():
     customer = customer_make(workspace, "wmRace")
     batch = [{"msg_id": f"race-{n}", "community_id": community.pk, "sender": {"id": "wmRace"},
               "content": f"代购第{n}批 13812345678", "sent_at": int(time.time()) - 30 + n} for n in range(5)]
-    errors = _run(lambda i: messages_record(workspace=workspace, messages=batch))
+    errors = run_together(THREADS, lambda i: messages_record(workspace=workspace, messages=batch))
     assert errors == []
     assert GroupMessage.objects.filter(community=community).count() == 5
     assert ModerationRecord.objects.filter(community=community).count() == 10  # keyword + contact, each once
@@ -73,7 +51,7 @@ def test_concurrent_rhythm_runs_and_incentives_make_one_each():
     rhythm_slots(workspace=workspace, community_type="exchange")
     at = datetime(2026, 11, 23, 21, 0, tzinfo=SHANGHAI)
     produced = []
-    assert _run(lambda i: produced.append(rhythm_run_due(workspace=workspace, now=at))) == []
+    assert run_together(THREADS, lambda i: produced.append(rhythm_run_due(workspace=workspace, now=at))) == []
     assert sum(produced) == 2 and RhythmRun.objects.filter(community=community).count() == 2
     assert StaffTask.objects.filter(workspace=workspace, source="community").count() == 2
 
@@ -81,6 +59,6 @@ def test_concurrent_rhythm_runs_and_incentives_make_one_each():
     KocAward.objects.create(workspace=workspace, community=None, customer=customer, period="2026-10", score=50,
                             rank=1, created_at=at)
     given = []
-    assert _run(lambda i: given.append(incentives_apply(workspace=workspace, period="2026-10", now=at))) == []
+    assert run_together(THREADS, lambda i: given.append(incentives_apply(workspace=workspace, period="2026-10", now=at))) == []
     assert sum(given) == 1 and KocIncentive.objects.filter(customer=customer).count() == 1
     assert PointsTransaction.objects.filter(customer=customer, ref__startswith="community-koc:").count() == 1
