@@ -51,11 +51,36 @@ def database_prepare(*, reuse: bool) -> str:
     return urlunsplit(urlsplit(server)._replace(path=f"/{PG_DB}"))
 
 
+LOADED_TABLES = ("customers_customer", "customers_identity", "commerce_orders_order", "customers_event")
+
+
+def secondary_drop(cursor, table: str) -> list[str]:
+    """Drop the table's secondary indexes, unique and foreign-key constraints (not its primary key nor its
+    CHECKs) before a bulk load; returns the statements that recreate them (bench-only database)."""
+    cursor.execute("SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+                   "WHERE conrelid = %s::regclass AND contype IN ('u', 'f') ORDER BY contype DESC, conname", [table])
+    constraints = cursor.fetchall()
+    cursor.execute("SELECT i.relname, pg_get_indexdef(x.indexrelid) FROM pg_index x "
+                   "JOIN pg_class i ON i.oid = x.indexrelid WHERE x.indrelid = %s::regclass AND NOT x.indisprimary "
+                   "AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid "
+                   "AND c.conrelid = x.indrelid)", [table])
+    indexes = cursor.fetchall()
+    for name, _ in constraints:
+        cursor.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
+    for name, _ in indexes:
+        cursor.execute(f'DROP INDEX "{name}"')
+    return [definition for _, definition in indexes] + [
+        f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}' for name, definition in constraints]
+
+
 def data_load(workspace_id: int, customers: int, orders: int, events: int) -> None:
     from django.db import connection
 
     series = "generate_series(1::bigint, %s::bigint) AS s(g)"
     with connection.cursor() as cursor:
+        cursor.execute("SET maintenance_work_mem = '1GB'")
+        cursor.execute("SET synchronous_commit = off")
+        recreate = [statement for table in LOADED_TABLES for statement in secondary_drop(cursor, table)]
         cursor.execute(
             "INSERT INTO customers_customer (workspace_id, status, name_hash, phone_hash, gender, city, first_channel,"
             " first_seen_at, last_seen_at, attributes, created_at) SELECT %s, 'active', '', '', '', '', 'bench', "
@@ -95,6 +120,10 @@ def data_load(workspace_id: int, customers: int, orders: int, events: int) -> No
                 now() - ((g * 7919) %% (60 * 86400)) * interval '1 second', now(),
                 %s + ((g * 2246822519) %% %s), '', '', '', '', '', '', '{{}}' FROM {series}
         """, [workspace_id, first_identity, customers, events])
+        started = time.perf_counter()
+        for statement in recreate:
+            cursor.execute(statement)
+        print(f"indexes and constraints recreated in {time.perf_counter() - started:.0f} s", flush=True)
         cursor.execute("ANALYZE")
 
 
@@ -125,7 +154,10 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=2_000_000)
     parser.add_argument("--reuse", action="store_true", help="keep the loaded database of a previous run")
     parser.add_argument("--write-results", action="store_true")
+    parser.add_argument("--database", default=PG_DB, help=f"bench-only PostgreSQL database (default {PG_DB})")
+    parser.add_argument("--load-only", action="store_true", help="stop after loading the data")
     args = parser.parse_args()
+    globals()["PG_DB"] = args.database
 
     os.environ["SIYU_DATABASE_URL"] = database_prepare(reuse=args.reuse)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "siyu.settings")
@@ -154,6 +186,8 @@ def main() -> None:
         load_seconds = time.perf_counter() - started
     print(f"loaded {args.customers:,} customers / {args.orders:,} orders / {args.events:,} events in "
           f"{load_seconds:.0f} s", flush=True)
+    if args.load_only:
+        return
 
     end_day = local_day(timezone.now())
     frame = transactions_read(workspace.pk)
