@@ -18,6 +18,7 @@ from siyu.commerce.promotions.models import CouponTemplate, FlashSale, FullReduc
 from siyu.core.models import ApiKey, AuditLog, Membership, Workspace
 from siyu.core.services import api_key_authenticate
 from siyu.customers.models import Customer, Event
+from siyu.engagement.communities.models import Community
 from siyu.engagement.rfm.models import CustomerScore
 from siyu.engagement.segments.models import Segment
 from siyu.simulation.models import SimulationRun
@@ -48,6 +49,7 @@ def engagement_counts(workspace) -> dict[str, int]:
         "growth_tasks": GrowthTask.objects.filter(workspace=workspace).count(),
         "mall": ExchangeItem.objects.filter(workspace=workspace).count(),
         "prizes": LotteryPrize.objects.filter(workspace=workspace).count(),
+        "communities": Community.objects.filter(workspace=workspace).count(),
     }
 
 
@@ -135,6 +137,11 @@ def test_demo_sets_up_everything_once(tmp_path, settings):
     assert engagement["journeys_active"] == 2 and engagement["journey_runs"] > 0
     assert engagement["faq"] >= 5 and engagement["service_rules"] == 2
     assert engagement["growth_tasks"] > 0 and engagement["mall"] == 3 and engagement["prizes"] == 4
+    # communities without serving: the demo's WeCom groups pulled from the simulator and linked by type
+    assert engagement["communities"] == 4
+    assert set(Community.objects.filter(workspace=workspace).values_list("type", flat=True)) == {
+        "vip", "exchange", "newcomer", "campaign"}
+    assert "社群 communities: 4 linked WeCom groups" in text
     for area in ("订单 orders:", "RFM:", "分群 segments:", "旅程 journeys:", "智能客服 service bot:", "会员 membership:"):
         assert area in text
 

@@ -69,6 +69,7 @@ from siyu.wechat.official.services import (
 )
 from siyu.wechat.work.contact_ways import contact_way_save
 from siyu.wechat.work.contacts import staff_sync
+from siyu.wechat.work.groups import groups_sync
 from siyu.wechat.work.models import ContactWay, CustomerGroup, Staff
 from siyu.wechat.work.tag_sync import mirror_group
 
@@ -427,7 +428,12 @@ class Command(BaseCommand):
             except RuntimeError as error:
                 raise CommandError(str(error)) from None
             try:
-                self._wechat_setup(workspace, sim_url=sim_url, public_url=url.rstrip("/"))
+                apps = self._wechat_setup(workspace, sim_url=sim_url, public_url=url.rstrip("/"))
+                # Nothing is serving to hear the groups' callbacks: the groups are pulled (groupchat/list)
+                # so the operations layer links them as communities, as when serving.
+                groups = wechat_groups(apps, sim_url=sim_url)
+                pulled = groups_sync(apps["work"])
+                self.stdout.write(f"    客户群 customer groups: {groups} new, {pulled} synced")
                 self._engagement(workspace)
             finally:
                 settings.SIYU_WECHAT_BASE_URL, settings.SIYU_PUBLIC_URL = previous
