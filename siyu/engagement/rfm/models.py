@@ -101,3 +101,21 @@ class RfmSettings(models.Model):
 
     def __str__(self) -> str:
         return f"RFM settings of workspace {self.workspace_id}"
+
+
+class PurchaseRollup(models.Model):
+    """One row per customer who has purchases (``rfm.rollup``): enough to give lifetimes' RFM summary without
+    reading the orders. Keyed by the orders' own customer (no merge mapping, like ``rfm_summary``); days are
+    calendar days in Asia/Shanghai counted from 1970-01-01. Maintained from the order events and rebuilt in
+    one statement (backfill, daily consistency run)."""
+
+    customer = models.OneToOneField(Customer, on_delete=models.CASCADE, primary_key=True, related_name="+")
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")
+    first_day = models.IntegerField()  # first buying day
+    last_day = models.IntegerField()  # last buying day
+    days = models.IntegerField()  # buying days (distinct days with a purchase)
+    total_fen = models.BigIntegerField()  # net amount of every purchase
+    first_day_fen = models.BigIntegerField()  # net amount of the first buying day's purchases
+
+    def __str__(self) -> str:
+        return f"{self.customer_id}: {self.days} days {self.first_day}–{self.last_day}, {self.total_fen} fen"

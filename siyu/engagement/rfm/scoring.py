@@ -30,8 +30,9 @@ from siyu.commerce.orders.models import Order
 from siyu.core.timeutil import SHANGHAI
 from siyu.customers.event_catalogue import BUILTIN
 from siyu.customers.models import Customer, Event, Identity
-from siyu.engagement.rfm.models import CustomerScore, LayerChange
+from siyu.engagement.rfm.models import CustomerScore, LayerChange, PurchaseRollup
 from siyu.engagement.rfm.presets import PRESETS, case_sql
+from siyu.engagement.rfm.rollup import day_sql
 
 PURCHASE_EVENT_TYPES = frozenset({"order_placed", "order_paid", "order_refunded", "payment_succeeded"})
 VIEW_EVENT_TYPES = frozenset({"page_view", "product_view"})
@@ -219,8 +220,46 @@ def _shanghai_day(value: date | datetime) -> date:
 
 def rfm_summary(*, workspace_id: int, observation_end: date | datetime,
                 customer_ids: Iterable[int] | None = None) -> dict[int, tuple[int, int, int, float]]:
-    """``lifetimes.utils.summary_data_from_transaction_data`` (freq "D", first purchase excluded) computed
-    in SQL over the purchases, one row per customer who bought by the end day:
+    """``lifetimes.utils.summary_data_from_transaction_data`` (freq "D", first purchase excluded) for every
+    customer who bought by the end day, read from the purchase rollup (work proportional to customers):
+
+    - purchases are bucketed by calendar day in Asia/Shanghai (amounts of a day summed);
+    - frequency = buying days − 1; recency = last buying day − first; T = end day − first buying day;
+    - monetary_value = mean amount (fen) of the buying days after the first, 0 when there are none.
+
+    Purchases after the end day (Asia/Shanghai) are left out: customers who bought both by and after the end
+    day are summarised from their orders instead. Returns {customer_id: (frequency, recency, T,
+    monetary_value)}; customer ids are the orders' own (no merge mapping), like the transactions fed to
+    lifetimes.
+    """
+    end_day = _shanghai_day(observation_end)
+    end = (end_day - date(1970, 1, 1)).days
+    table = PurchaseRollup._meta.db_table
+    customer_filter = ""
+    if customer_ids is not None:
+        customer_filter = f"AND r.customer_id IN ({_ids(customer_ids) or 'NULL'})"
+    real = "float8" if _postgres() else "REAL"
+    with connection.cursor() as cursor:
+        cursor.execute(f"""
+            SELECT r.customer_id, r.days - 1, r.last_day - r.first_day, %(end)s - r.first_day,
+                COALESCE(CAST(r.total_fen - r.first_day_fen AS {real}) / NULLIF(r.days - 1, 0), 0.0)
+            FROM {table} r WHERE r.workspace_id = %(ws)s AND r.last_day <= %(end)s {customer_filter}
+        """, {"ws": workspace_id, "end": end})
+        summary = {row[0]: row[1:] for row in cursor.fetchall()}
+        cursor.execute(f"SELECT r.customer_id FROM {table} r WHERE r.workspace_id = %(ws)s "
+                       f"AND r.first_day <= %(end)s AND r.last_day > %(end)s {customer_filter}",
+                       {"ws": workspace_id, "end": end})
+        straddling = [row[0] for row in cursor.fetchall()]
+    if straddling:
+        summary.update(rfm_summary_from_orders(workspace_id=workspace_id, observation_end=end_day,
+                                               customer_ids=straddling))
+    return summary
+
+
+def rfm_summary_from_orders(*, workspace_id: int, observation_end: date | datetime,
+                customer_ids: Iterable[int] | None = None) -> dict[int, tuple[int, int, int, float]]:
+    """``rfm_summary`` computed from the orders table alone (one statement over every purchase): the
+    reference the rollup is checked against, and the fallback for customers who bought after the end day.
 
     - purchases are bucketed by calendar day in Asia/Shanghai (amounts of a day summed);
     - frequency = buying days − 1; recency = last buying day − first; T = end day − first buying day;
@@ -236,13 +275,8 @@ def rfm_summary(*, workspace_id: int, observation_end: date | datetime,
     customer_filter = ""
     if customer_ids is not None:
         customer_filter = f"AND o.customer_id IN ({_ids(customer_ids) or 'NULL'})"
-    # Days as integers since 1970-01-01 in Asia/Shanghai (UTC+8 all year, no daylight saving since 1991).
-    if _postgres():
-        day = "((o.paid_at AT TIME ZONE 'UTC' + INTERVAL '8 hours')::date - DATE '1970-01-01')"
-        real = "float8"
-    else:
-        day = "CAST(julianday(date(o.paid_at, '+8 hours')) - 2440587.5 AS INTEGER)"
-        real = "REAL"
+    day = day_sql("o.paid_at")  # days since 1970-01-01 in Asia/Shanghai
+    real = "float8" if _postgres() else "REAL"
     # The first day's amount without a second pass: MIN(day · 2^40 + fen) is the first day's pair
     # (a customer-day's amount stays below 2^40 fen).
     sql = f"""
