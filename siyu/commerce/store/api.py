@@ -17,7 +17,7 @@ from ninja import Field, Router, Schema, Status
 from pydantic import StrictInt, StrictStr
 
 from siyu.commerce.store import cart as carts
-from siyu.commerce.store import selectors, shopping
+from siyu.commerce.store import member_services, selectors, shopping
 from siyu.commerce.store.identity import Shopper
 from siyu.commerce.store.inputs import parse_coupon_ids, parse_id, parse_points
 from siyu.core.errors import SiyuError
@@ -369,7 +369,7 @@ def product(request, product_id: int):
     shopper = _shopper(request)
     page = selectors.product_page(workspace=shopper.workspace, customer=shopper.customer,
                                   product_id=parse_id(product_id, what_zh="商品", what_en="product"))
-    shopping.product_viewed(shopper=shopper, product_id=page["id"])
+    member_services.product_viewed(workspace=shopper.workspace, customer=shopper.customer, product_id=page["id"])
     return page
 
 
@@ -485,6 +485,8 @@ def coupons(request):
 def claim(request, body: ClaimIn):
     coupon = shopping.claim(shopper=_shopper(request), template_id=body.template_id)
     return Status(201, {"coupon_id": coupon.pk, "expires_at": coupon.expires_at})
+
+
 
 
 router.add_router("/member", "siyu.commerce.store.member_api.router")  # 会员中心: tier, points, tasks, mall, lottery
