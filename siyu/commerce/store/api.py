@@ -487,6 +487,4 @@ def claim(request, body: ClaimIn):
     return Status(201, {"coupon_id": coupon.pk, "expires_at": coupon.expires_at})
 
 
-
-
 router.add_router("/member", "siyu.commerce.store.member_api.router")  # 会员中心: tier, points, tasks, mall, lottery
