@@ -22,6 +22,13 @@ after a short warm-up, one after the other against the same server:
     makes an order: stock reserved, order and lines written), latencies of each kept apart.
 Reported per scenario: requests/s, p50 and p99 (ms); ratios against the minimal view. Any non-2xx answer
 fails the run.
+
+Per-request cost (noise-robust, before the load, in this process): for each endpoint, ``--cost-requests``
+requests through Django's test client on the same database after a short warm-up — SQL statements per
+request, CPU per request of this process (time.process_time) and of its PostgreSQL backend (/proc of
+pg_backend_pid, when readable). Endpoints: the minimal view, the mini-program product page, quote and
+checkout, the mini-program home (a decorated page: a category grid and a zone of 8 products), and the H5
+home and product pages (a 公众号 and one H5 cookie session are set up for them).
 """
 
 from __future__ import annotations
@@ -53,6 +60,7 @@ from results_history import subsection_append  # noqa: E402
 PG_DB = "siyu_bench_store"
 TITLE = "H5 store / mini-program API latency (issue 4) — bench/bench_store_latency.py"
 APPID = "wxbenchmini000001"
+OFFICIAL_APPID = "wxbenchofficial01"
 ADDRESS = {"name": "张三", "phone": "13800138000", "province": "上海市", "city": "上海市", "district": "徐汇区",
            "detail": "漕溪北路 88 号 1201 室"}
 
@@ -83,6 +91,16 @@ def setup(clients: int, products: int) -> dict:
     for number in range(products):
         product, skus = make_product(workspace, title=f"压测商品{number}", stock=10_000_000, price_fen=9900 + number)
         catalog.append({"product_id": product.pk, "sku_ids": [sku.pk for sku in skus]})
+    from siyu.commerce.catalog.models import Category, Product
+    from siyu.commerce.catalog.services import storefront_save
+
+    category = Category.objects.create(workspace=workspace, name="压测分类")
+    Product.objects.filter(workspace=workspace).update(category=category)
+    storefront_save(workspace=workspace, title="压测首页", blocks=[
+        {"type": "category_grid", "title": "分类", "category_ids": [category.pk]},
+        {"type": "zone", "zone": "new", "title": "新品", "product_ids": [row["product_id"] for row in catalog[:8]]}])
+    official = app_save(workspace=workspace, kind="official", appid=OFFICIAL_APPID, name="压测公众号",
+                        secrets={"app_secret": "benchofficialsecret1", "token": "benchtoken1"})
     tokens = []
     at = timezone.now()
     for number in range(clients):
@@ -92,8 +110,88 @@ def setup(clients: int, products: int) -> dict:
                                            last_seen_at=at)
         _, token = consumer_session_create(app=app, identity=identity, kind=SessionKind.MINIAPP)
         tokens.append(token)
+    customer = Customer.objects.create(workspace=workspace, first_seen_at=at, last_seen_at=at)
+    identity = Identity.objects.create(workspace=workspace, customer=customer, kind="openid", namespace=OFFICIAL_APPID,
+                                       value="oBenchStoreH5000001xxxxxxx", first_seen_at=at, last_seen_at=at)
+    _, h5_token = consumer_session_create(app=official, identity=identity, kind=SessionKind.H5)
     connection.close()
-    return {"catalog": catalog, "tokens": tokens}
+    return {"catalog": catalog, "tokens": tokens, "h5_token": h5_token, "slug": workspace.slug}
+
+
+# --- per-request cost, in this process ----------------------------------------------------------------------------
+def _backend_cpu(connection) -> float | None:
+    """CPU seconds used so far by this connection's PostgreSQL backend (None: not readable here)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def request_costs(prepared: dict, requests: int) -> list[dict]:
+    """Statements and CPU per request of each endpoint (Django's test client, this process and its backend)."""
+    from django.core import signing
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    from siyu.wechat.consumer.sessions import H5_COOKIE, H5_COOKIE_SALT
+
+    catalog, slug = prepared["catalog"], prepared["slug"]
+    mini = Client(HTTP_AUTHORIZATION=f"Bearer {prepared['tokens'][0]}", HTTP_HOST="127.0.0.1")
+    h5 = Client(HTTP_HOST="127.0.0.1")
+    h5.cookies[H5_COOKIE] = signing.get_cookie_signer(salt=H5_COOKIE + H5_COOKIE_SALT).sign(prepared["h5_token"])
+
+    def line(n: int) -> dict:
+        return {"sku_id": catalog[n % len(catalog)]["sku_ids"][n % 2], "quantity": 1}
+
+    endpoints = [
+        ("minimal `GET /bench/minimal`", lambda n: mini.get("/bench/minimal")),
+        ("product `GET /api/mini/v1/products/<id>`",
+         lambda n: mini.get(f"/api/mini/v1/products/{catalog[n % len(catalog)]['product_id']}")),
+        ("quote `POST /api/mini/v1/quote`",
+         lambda n: mini.post("/api/mini/v1/quote", {"lines": [line(n)]}, content_type="application/json")),
+        ("checkout `POST /api/mini/v1/checkout`",
+         lambda n: mini.post("/api/mini/v1/checkout", {"lines": [line(n)], "address": ADDRESS},
+                             content_type="application/json")),
+        ("mini-program home `GET /api/mini/v1/home`", lambda n: mini.get("/api/mini/v1/home")),
+        ("H5 home `GET /shop/<slug>/`", lambda n: h5.get(f"/shop/{slug}/")),
+        ("H5 product page `GET /shop/<slug>/products/<id>/`",
+         lambda n: h5.get(f"/shop/{slug}/products/{catalog[n % len(catalog)]['product_id']}/")),
+    ]
+    rows = []
+    for label, call in endpoints:
+        for n in range(5):  # warm-up: caches, connection, templates
+            call(n)
+        with CaptureQueriesContext(connection) as queries:
+            response = call(5)
+        statements = len(queries.captured_queries)  # now: the next request's start clears Django's query log
+        if response.status_code >= 300:
+            raise SystemExit(f"{label}: {response.status_code} {response.content[:200]!r}")
+        backend, cpu = _backend_cpu(connection), time.process_time()
+        for n in range(requests):
+            response = call(6 + n)
+            if response.status_code >= 300:
+                raise SystemExit(f"{label}: {response.status_code} {response.content[:200]!r}")
+        cpu = (time.process_time() - cpu) / requests
+        after = _backend_cpu(connection)
+        rows.append({"endpoint": label, "queries": statements, "app_ms": cpu * 1e3,
+                     "db_ms": (after - backend) / requests * 1e3 if backend is not None and after is not None
+                     else None})
+    connection.close()
+    return rows
+
+
+def costs_table(rows: list[dict]) -> str:
+    lines = ["| endpoint (in-process, Django test client) | SQL statements / request | CPU ms / request (Django) "
+             "| CPU ms / request (PostgreSQL backend) |", "|---|---|---|---|"]
+    for row in rows:
+        db = f"{row['db_ms']:.1f}" if row["db_ms"] is not None else "n/a"
+        lines.append(f"| {row['endpoint']} | {row['queries']} | {row['app_ms']:.1f} | {db} |")
+    return "\n".join(lines)
 
 
 # --- the load generator (runs in its own processes) ------------------------------------------------------------
@@ -222,6 +320,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes (4 threads each)")
     parser.add_argument("--products", type=int, default=20)
     parser.add_argument("--database", default=PG_DB, help="PostgreSQL database to (re)create")
+    parser.add_argument("--cost-requests", type=int, default=50,
+                        help="in-process requests per endpoint for the per-request cost table (0: skip it)")
+    parser.add_argument("--cost-only", action="store_true",
+                        help="only the per-request cost table (no server, no load, nothing written)")
     parser.add_argument("--write-results", action="store_true", help="write this run's section of RESULTS.md")
     args = parser.parse_args()
     if args.clients < 1 or args.procs < 1 or args.seconds <= 0 or args.workers < 1 or args.products < 1:
@@ -234,6 +336,19 @@ def main() -> None:
                SIYU_WECHAT_BASE_URL="http://127.0.0.1:9")  # simulator mode: nothing may leave the machine
     os.environ.update(env)
     prepared = setup(args.clients, args.products)
+    costs, costs_load = [], ""
+    if args.cost_requests > 0:
+        costs = request_costs(prepared, args.cost_requests)
+        costs_load = load()
+        print(costs_table(costs))
+        print(f"per-request cost measured at {costs_load}")
+    if args.cost_only:
+        return
+    from django.db import connection
+
+    from siyu.commerce.orders.models import Order
+    orders_before = Order.objects.count()  # the cost table's checkouts are not the load's
+    connection.close()
     server, port = server_start(args.workers, env)
     results = {}
     loads = {}
@@ -244,10 +359,7 @@ def main() -> None:
             loads[scenario] = load()
     finally:
         server_stop(server)
-    from django.db import connection
-
-    from siyu.commerce.orders.models import Order
-    orders = Order.objects.count()
+    orders = Order.objects.count() - orders_before
     connection.close()
 
     base = results["minimal"]
@@ -269,7 +381,7 @@ def main() -> None:
     if args.write_results:
         command = (f"`.venv/bin/python bench/bench_store_latency.py --clients {args.clients} --procs {args.procs} "
                    f"--seconds {args.seconds:g} --workers {args.workers} --products {args.products} "
-                   f"--write-results` (or `./run bench store_latency`)")
+                   f"--cost-requests {args.cost_requests} --write-results` (or `./run bench store_latency`)")
         body = (f"Command: {command}\nMachine: {machine()}. Load after each scenario (shared "
                 "machine; the load generator and gunicorn share its 2 CPUs): "
                 + "; ".join(f"{name}: {value}" for name, value in loads.items()) + ".\n\n" + table + "\n\n"
@@ -279,6 +391,10 @@ def main() -> None:
                 f"{args.seconds:g} s measured per scenario after {args.warmup:g} s warm-up, scenarios one after the "
                 f"other on the same server. Checkout scenario: each client quotes one random SKU then checks it out "
                 f"({orders:,} orders made). Latency = request sent → whole answer read, seen by the client.")
+        if costs:
+            body += (f"\n\nPer-request cost before the load ({args.cost_requests} requests per endpoint after 5 warm-up "
+                     f"requests, in the bench process through Django's test client on the same database; {costs_load}"
+                     f"):\n\n" + costs_table(costs))
         subsection_append(TITLE, f"{now_utc()} — {args.clients} clients, {args.workers} gunicorn workers", body)
 
 

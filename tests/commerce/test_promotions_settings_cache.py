@@ -65,3 +65,41 @@ def test_a_change_committed_by_another_process_is_picked_up(workspace, cart):
     PromotionsVersion.objects.filter(workspace=workspace).update(token="from-another-process")
     assert _discount(workspace, cart) == 3000
     assert settings_cache.pricing_settings(workspace=workspace).token == "from-another-process"
+
+
+def test_member_tiers_come_from_the_cache_and_every_tier_change_is_seen(workspace, cart, admin_membership):
+    from django.utils import timezone
+
+    from siyu.loyalty.models import CustomerTier
+    from siyu.loyalty.tiers import tier_config_update
+
+    lines, customer = cart
+    assert quote(workspace=workspace, customer=customer, lines=lines).lines[0].price_kind == "sale"
+    now = timezone.now()
+    row = CustomerTier.objects.create(workspace=workspace, customer=customer, code="gold", since=now, evaluated_at=now)
+    with CaptureQueriesContext(connection) as again:  # the customer's own tier is read on every quote
+        first = quote(workspace=workspace, customer=customer, lines=lines).lines[0]
+    assert (first.item_price_fen, first.price_kind) == (19000, "member_price")  # 金卡 default: 5 % off
+    tables = " ".join(query["sql"] for query in again.captured_queries)
+    assert "loyalty_tierlevel" not in tables and "loyalty_customertier" in tables
+    assert len(again.captured_queries) == 2  # the SKUs, then the token with the customer's tier in one statement
+    tier_config_update(workspace=workspace, actor=admin_membership.user, levels={"gold": {"discount_percent": 20}})
+    assert quote(workspace=workspace, customer=customer, lines=lines).lines[0].item_price_fen == 16000
+    row.code = "silver"
+    row.save()
+    assert quote(workspace=workspace, customer=customer, lines=lines).lines[0].item_price_fen == 19600  # 银卡 2 %
+    row.delete()
+    assert quote(workspace=workspace, customer=customer, lines=lines).lines[0].price_kind == "sale"
+    assert quote(workspace=workspace, customer=None, lines=lines).lines[0].price_kind == "sale"
+
+
+def test_a_deleted_workspace_takes_its_cached_settings_rows_along(workspace, cart):
+    from siyu.core.models import Workspace
+    from siyu.loyalty.models import TierLevel
+
+    make_full_reduction(workspace, tiers=((10000, 1000),))
+    TierLevel.objects.create(workspace=workspace, code="gold", growth_threshold=5000, spend_threshold_fen=500000,
+                             discount_percent=5)
+    assert _discount(workspace, cart) == 1000
+    Workspace.objects.filter(pk=workspace.pk).delete()  # the rows' delete signals never re-create a token
+    assert not PromotionsVersion.objects.filter(workspace_id=workspace.pk).exists()

@@ -256,3 +256,56 @@ def test_flash_sale_purchase_over_the_api(store, other_workspace):
     assert placed.status_code == 201, placed.content
     assert placed.json()["lines"][0]["payable_fen"] == 100  # the flash price, not the SKU's 89 yuan
     assert Order.objects.get().flash_sale_id == sale.pk
+
+
+def test_the_product_page_reads_its_skus_once_and_shows_every_change_at_once(store, monkeypatch):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from siyu.commerce.catalog.inventory import stock_adjust
+    from siyu.commerce.store import member_services
+    from tests.commerce.promotions_fixtures import make_limited_discount
+
+    viewed = []
+    monkeypatch.setattr(member_services, "product_viewed", lambda **kwargs: viewed.append(kwargs["product_id"]))
+    shopper = mini_shopper(store)
+    cream, (small, large) = store.products["cream"]
+    assert call(shopper, "get", f"/products/{cream.pk}").status_code == 200
+    with CaptureQueriesContext(connection) as queries:
+        page = call(shopper, "get", f"/products/{cream.pk}").json()
+    sku_reads = [q["sql"] for q in queries.captured_queries if 'FROM "commerce_catalog_sku"' in q["sql"]]
+    assert len(sku_reads) == 1 and len(queries.captured_queries) <= 6
+    assert [sku["price_fen"] for sku in page["skus"]] == [12900, 12900] and page["skus"][0]["available"] == 10
+    assert viewed == [cream.pk]  # the second view of the day queued nothing more
+    make_limited_discount(store.workspace, percent_off=10, sku_ids=[small.pk])
+    stock_adjust(sku=small, delta=-7, reason="盘点")
+    small.refresh_from_db()
+    small.low_stock_threshold = 5
+    small.save()
+    page = call(shopper, "get", f"/products/{cream.pk}").json()
+    first = next(sku for sku in page["skus"] if sku["id"] == small.pk)
+    assert (first["price_fen"], first["price_kind"], first["available"], first["low"]) == (11610, "limited_time", 3,
+                                                                                          True)
+    large.active = False
+    large.save()
+    assert [sku["id"] for sku in call(shopper, "get", f"/products/{cream.pk}").json()["skus"]] == [small.pk]
+
+
+def test_a_quote_reads_each_sku_once_and_refuses_what_the_cart_refuses(store, other_workspace):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    shopper = mini_shopper(store)
+    _cream, (small, large) = store.products["cream"]
+    body = {"lines": [{"sku_id": small.pk, "quantity": 1}, {"sku_id": large.pk, "quantity": 2}]}
+    call(shopper, "post", "/quote", body)
+    with CaptureQueriesContext(connection) as queries:
+        quoted = call(shopper, "post", "/quote", body).json()
+    assert quoted["subtotal_fen"] == 3 * 12900
+    assert sum('FROM "commerce_catalog_sku"' in q["sql"] for q in queries.captured_queries) == 1
+    _foreign, (foreign_sku, _) = make_product(other_workspace, title="别家商品")
+    refused(call(shopper, "post", "/quote", {"lines": [{"sku_id": small.pk, "quantity": 1},
+                                                     {"sku_id": foreign_sku.pk, "quantity": 1}]}), "sku_not_found", 404)
+    large.active = False
+    large.save()
+    refused(call(shopper, "post", "/quote", body), "product_off_shelf", 409)

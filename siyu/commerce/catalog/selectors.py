@@ -97,16 +97,31 @@ def products_in(*, workspace, category_id: int | None = None, query: str = "", p
             "total": total, "has_next": start + page_size < total, "query": query, "category_id": category_id}
 
 
-def product_detail(*, workspace, product_id: int, include_off_shelf: bool = False) -> dict[str, Any]:
-    """Everything a product page shows. Off-shelf products are ``not_found`` for consumers
+def product_with_skus(*, workspace, product_id: int, include_off_shelf: bool = False) -> tuple[Product, list[Sku]]:
+    """The product (category and images read along) and its active SKUs in display order, each SKU's
+    ``product`` already set (three queries). Off-shelf products are ``not_found`` for consumers
     (``include_off_shelf`` is for the console's preview)."""
     product = (Product.objects.filter(workspace=workspace, pk=product_id).select_related("category")
                .prefetch_related(_first_images()).first()) if isinstance(product_id, int) else None
     if product is None or (not product.on_shelf and not include_off_shelf):
         raise SiyuError("product_not_found", "商品不存在或已下架", "Product not found or not for sale", status=404)
-    skus = list(product.skus.filter(active=True).order_by("sort", "id"))
+    skus = list(Sku.objects.filter(product=product, active=True).order_by("sort", "id"))
     if not skus and not include_off_shelf:
         raise SiyuError("product_not_found", "商品不存在或已下架", "Product not found or not for sale", status=404)
+    for sku in skus:
+        sku.product = product
+    return product, skus
+
+
+def product_detail(*, workspace, product_id: int, include_off_shelf: bool = False) -> dict[str, Any]:
+    """Everything a product page shows. Off-shelf products are ``not_found`` for consumers
+    (``include_off_shelf`` is for the console's preview)."""
+    product, skus = product_with_skus(workspace=workspace, product_id=product_id, include_off_shelf=include_off_shelf)
+    return detail_of(product, skus)
+
+
+def detail_of(product: Product, skus: list[Sku]) -> dict[str, Any]:
+    """``product_detail``'s dict for rows already read by ``product_with_skus``."""
     spec_names, spec_values = spec_options_of(product, skus)
     return {
         "id": product.pk,
@@ -120,7 +135,8 @@ def product_detail(*, workspace, product_id: int, include_off_shelf: bool = Fals
         "specs": [{"name": name, "values": spec_values[name]} for name in spec_names],
         "skus": [{"id": sku.pk, "specs": sku.specs, "code": sku.code, "price_fen": sku.price_fen,
                   "list_price_fen": sku.list_price_fen, "member_prices": dict(sku.member_prices or {}),
-                  "available": max(sku.available, 0)} for sku in skus],
+                  "available": max(sku.available, 0), "low_stock_threshold": sku.low_stock_threshold}
+                 for sku in skus],
         "price_fen": min((sku.price_fen for sku in skus), default=0),
         "sold_out": all(sku.available <= 0 for sku in skus),
     }
@@ -149,10 +165,11 @@ def storefront_home(*, workspace) -> dict[str, Any]:
     category_ids = {c for b in blocks if b.get("type") == "category_grid" for c in b.get("category_ids", [])}
     product_ids = {p for b in blocks if b.get("type") == "zone" for p in b.get("product_ids", [])}
     images = {image.pk: image for image in CatalogImage.objects.filter(workspace=workspace, pk__in=image_ids)
-              .only("id", "digest")}
-    categories = {c.pk: c for c in Category.objects.filter(workspace=workspace, pk__in=category_ids)}
+              .only("id", "digest")} if image_ids else {}
+    categories = ({c.pk: c for c in Category.objects.filter(workspace=workspace, pk__in=category_ids)}
+                  if category_ids else {})
     cards = {product.pk: _card(product) for product in _consumer_products(workspace)
-             .filter(pk__in=product_ids).prefetch_related(_first_images())}
+             .filter(pk__in=product_ids).prefetch_related(_first_images())} if product_ids else {}
     resolved: list[dict[str, Any]] = []
     for block in blocks:
         kind = block.get("type")

@@ -118,8 +118,14 @@ def merge_lines(lines) -> dict[int, int]:
     return merged
 
 
-def _skus(workspace, sku_ids) -> dict[int, Sku]:
-    skus = {sku.id: sku for sku in Sku.objects.filter(workspace=workspace, id__in=sku_ids).select_related("product")}
+def _skus(workspace, sku_ids, known=None) -> dict[int, Sku]:
+    """The SKUs (with their product) of the workspace, each active and on shelf; ``known``: rows the caller
+    already read with their product (used when they cover every id, else read here)."""
+    if known is not None and all(sku_id in known for sku_id in sku_ids):
+        skus = {sku_id: known[sku_id] for sku_id in sku_ids if known[sku_id].workspace_id == workspace.id}
+    else:
+        skus = {sku.id: sku for sku in Sku.objects.filter(workspace=workspace, id__in=sku_ids)
+                .select_related("product")}
     for sku_id in sku_ids:
         sku = skus.get(sku_id)
         if sku is None:
@@ -208,13 +214,14 @@ class PricingContext:
 
 
 def pricing_context(*, workspace, customer, lines, flash_sale_id=None, now: datetime | None = None,
-                    flash_sale: FlashSale | None = None) -> PricingContext:
+                    flash_sale: FlashSale | None = None, skus: dict[int, Sku] | None = None) -> PricingContext:
+    """``skus``: {id: Sku with its product} the caller already read (a product page's SKUs), so they are not
+    read again; they are checked like the ones read here (this workspace's, active, on shelf)."""
     now = _now(now)
     _check_customer(workspace, customer)
     merged = merge_lines(lines)
-    skus = _skus(workspace, list(merged))
-    tier = customer_tier(customer=customer)
-    cached = settings_cache.pricing_settings(workspace=workspace)
+    skus = _skus(workspace, list(merged), known=skus)
+    cached, tier = settings_cache.pricing_settings_for(workspace=workspace, customer=customer)
     limited = limited_time_prices(workspace=workspace, skus=skus.values(), now=now, discounts=cached.limited_now(now))
     flash = None
     if flash_sale_id is not None:
@@ -249,21 +256,21 @@ def pricing_context(*, workspace, customer, lines, flash_sale_id=None, now: date
 
 
 def quote(*, workspace, customer, lines, coupon_ids=(), points=0, flash_sale_id=None,
-          now: datetime | None = None) -> pricing.Quote:
+          now: datetime | None = None, skus: dict[int, Sku] | None = None) -> pricing.Quote:
     """Price a cart for a customer (None: a visitor) with everything active now; the one entry point for
     every price the store shows and every amount an order charges.
 
     Chosen coupons must be the customer's, usable now and applicable to this cart (else a clear error);
     points are capped by the balance and the workspace's deduction rules (``Quote.points_used`` says how
-    many are actually used).
+    many are actually used). ``skus``: rows the caller already read (see ``pricing_context``).
     """
     return checkout_quote(workspace=workspace, customer=customer, lines=lines, coupon_ids=coupon_ids, points=points,
-                          flash_sale_id=flash_sale_id, now=now)[0]
+                          flash_sale_id=flash_sale_id, now=now, skus=skus)[0]
 
 
 def checkout_quote(*, workspace, customer, lines, coupon_ids=(), points=0, flash_sale_id=None,
-                   now: datetime | None = None, flash_sale: FlashSale | None = None
-                   ) -> tuple[pricing.Quote, PricingContext]:
+                   now: datetime | None = None, flash_sale: FlashSale | None = None,
+                   skus: dict[int, Sku] | None = None) -> tuple[pricing.Quote, PricingContext]:
     """``quote`` plus the context it was priced from (the SKUs read), for checkout; ``flash_sale``: the sale
     row the caller already read (saves reading it again)."""
     now = _now(now)
@@ -276,7 +283,7 @@ def checkout_quote(*, workspace, customer, lines, coupon_ids=(), points=0, flash
     if customer is None and (coupon_ids or points):
         raise SiyuError("login_required", "请先登录", "Please sign in first", status=401)
     context = pricing_context(workspace=workspace, customer=customer, lines=lines, flash_sale_id=flash_sale_id,
-                              now=now, flash_sale=flash_sale)
+                              now=now, flash_sale=flash_sale, skus=skus)
     coupons = []
     if coupon_ids:
         found = {c.id: c for c in usable_coupons(workspace=workspace, customer=customer, now=now)

@@ -1,10 +1,14 @@
-"""The workspace's pricing settings (active 满减 rules, limited-time discounts, shipping), cached per process.
+"""The workspace's pricing settings (active 满减 rules, limited-time discounts, shipping, member tier levels),
+cached per process.
 
 Every quote needs them and they change rarely, so each process keeps them per workspace under the
-workspace's ``PromotionsVersion`` token: one small primary-key read per quote instead of three queries.
+workspace's ``PromotionsVersion`` token: one small primary-key read per quote instead of four queries (the
+same read also brings the customer's tier code, see :func:`pricing_settings_for`).
 Any change of those rows (save or delete, signals below; bulk ``update`` calls bump explicitly) writes a new
 random token in the same transaction, so every process re-reads the settings on its next quote once the
 change is committed. Time windows are applied per request (a rule that starts or ends needs no change).
+Tier levels are loyalty's rows (``TierLevel``, written only by ``update_or_create``): their save/delete
+signals bump the token too. A customer's own tier (``CustomerTier``) is never cached.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.db.models import Subquery
 from django.db.models.signals import post_delete, post_save
 
 from siyu.commerce.promotions.models import (
@@ -23,6 +28,11 @@ from siyu.commerce.promotions.models import (
     PromotionsVersion,
     ShippingSettings,
 )
+from siyu.loyalty.models import CustomerTier, TierLevel
+from siyu.loyalty.tier_rules import DEFAULT_TIERS, Tier, tiers_merge
+
+TIER_FIELDS = ("code", "growth_threshold", "spend_threshold_fen", "discount_percent", "free_shipping",
+               "priority_service", "exclusive_items")
 
 
 @dataclass(frozen=True)
@@ -31,6 +41,12 @@ class PricingSettings:
     limited: tuple[LimitedTimeDiscount, ...]  # active status, any time window, by id
     rules: tuple[FullReductionRule, ...]  # newest first (as the quote always took them)
     shipping: ShippingSettings
+    tiers: tuple[Tier, ...]  # the workspace's four member tiers, lowest first (loyalty's ``tier_levels``)
+
+    def tier(self, code: str | None) -> Tier:
+        """The tier of this code (no code, or one no longer known: the lowest, 普通)."""
+        code = code or "normal"
+        return next((tier for tier in self.tiers if tier.code == code), self.tiers[0])
 
     def limited_now(self, now: datetime) -> list[LimitedTimeDiscount]:
         return [row for row in self.limited if row.starts_at <= now < row.ends_at]
@@ -52,20 +68,41 @@ def settings_changed(*, workspace_id: int) -> None:
                                               unique_fields=["workspace"])
 
 
-def _token(workspace_id: int) -> str:
-    token = PromotionsVersion.objects.filter(workspace_id=workspace_id).values_list("token", flat=True).first()
-    if token is None:  # first quote of the workspace: start versioning it
-        settings_changed(workspace_id=workspace_id)
-        token = PromotionsVersion.objects.filter(workspace_id=workspace_id).values_list("token", flat=True).first()
-    return token
+def _token_and_tier(workspace_id: int, customer_id: int | None) -> tuple[str, str | None]:
+    """(the workspace's token, the customer's tier code or None) in one query."""
+    rows = PromotionsVersion.objects.filter(workspace_id=workspace_id)
+    if customer_id is None:
+        found = rows.values_list("token", flat=True).first()
+        return (found, None) if found is not None else _token_started(workspace_id, customer_id)
+    tier = CustomerTier.objects.filter(customer_id=customer_id).order_by("id").values("code")[:1]
+    found = rows.annotate(tier_code=Subquery(tier)).values_list("token", "tier_code").first()
+    return found if found is not None else _token_started(workspace_id, customer_id)
+
+
+def _token_started(workspace_id: int, customer_id: int | None) -> tuple[str, str | None]:
+    settings_changed(workspace_id=workspace_id)  # first quote of the workspace: start versioning it
+    return _token_and_tier(workspace_id, customer_id)
 
 
 def pricing_settings(*, workspace) -> PricingSettings:
     """The workspace's pricing settings as committed now (cached while its token stays the same)."""
-    token = _token(workspace.id)
+    token, _ = _token_and_tier(workspace.id, None)
+    return _settings(workspace, token)
+
+
+def pricing_settings_for(*, workspace, customer) -> tuple[PricingSettings, Tier]:
+    """The pricing settings and the customer's member tier as loyalty's ``tier_of`` gives it (a visitor, None:
+    the default 普通), one query when the settings are cached."""
+    token, code = _token_and_tier(workspace.id, customer.pk if customer is not None else None)
+    settings = _settings(workspace, token)
+    return settings, (settings.tier(code) if customer is not None else DEFAULT_TIERS[0])
+
+
+def _settings(workspace, token: str) -> PricingSettings:
     cached = _cache.get(workspace.id)
     if cached is not None and cached.token == token:
         return cached
+    overrides = {row["code"]: row for row in TierLevel.objects.filter(workspace_id=workspace.id).values(*TIER_FIELDS)}
     fresh = PricingSettings(
         token=token,
         limited=tuple(LimitedTimeDiscount.objects.filter(workspace=workspace, status=PromotionStatus.ACTIVE)
@@ -73,6 +110,7 @@ def pricing_settings(*, workspace) -> PricingSettings:
         rules=tuple(FullReductionRule.objects.filter(workspace=workspace, status=PromotionStatus.ACTIVE)
                     .order_by("-id")),
         shipping=ShippingSettings.objects.filter(workspace=workspace).first() or ShippingSettings(workspace=workspace),
+        tiers=tiers_merge(overrides),
     )
     with _lock:
         _cache[workspace.id] = fresh
@@ -83,6 +121,12 @@ def _on_change(sender, instance, **kwargs) -> None:
     settings_changed(workspace_id=instance.workspace_id)
 
 
-for _model in (FullReductionRule, LimitedTimeDiscount, ShippingSettings):
+def _on_delete(sender, instance, **kwargs) -> None:
+    # Only a token that exists can have settings cached under it; never insert one here (a workspace being
+    # deleted cascades to these rows, and a new token row would then point at a deleted workspace).
+    PromotionsVersion.objects.filter(workspace_id=instance.workspace_id).update(token=uuid.uuid4().hex)
+
+
+for _model in (FullReductionRule, LimitedTimeDiscount, ShippingSettings, TierLevel):
     post_save.connect(_on_change, sender=_model, dispatch_uid=f"promotions_settings_{_model.__name__}_save")
-    post_delete.connect(_on_change, sender=_model, dispatch_uid=f"promotions_settings_{_model.__name__}_delete")
+    post_delete.connect(_on_delete, sender=_model, dispatch_uid=f"promotions_settings_{_model.__name__}_delete")

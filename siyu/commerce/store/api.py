@@ -17,7 +17,7 @@ from ninja import Field, Router, Schema, Status
 from pydantic import StrictInt, StrictStr
 
 from siyu.commerce.store import cart as carts
-from siyu.commerce.store import member_services, selectors, shopping
+from siyu.commerce.store import selectors, shopping
 from siyu.commerce.store.identity import Shopper
 from siyu.commerce.store.inputs import parse_coupon_ids, parse_id, parse_points
 from siyu.core.errors import SiyuError
@@ -369,7 +369,7 @@ def product(request, product_id: int):
     shopper = _shopper(request)
     page = selectors.product_page(workspace=shopper.workspace, customer=shopper.customer,
                                   product_id=parse_id(product_id, what_zh="商品", what_en="product"))
-    member_services.product_viewed(workspace=shopper.workspace, customer=shopper.customer, product_id=page["id"])
+    shopping.product_viewed(shopper=shopper, product_id=page["id"])
     return page
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.db import transaction
+from django.db.models import Sum
 
 from siyu.commerce.catalog.models import Sku
 from siyu.commerce.store.inputs import MAX_LINES, MAX_QUANTITY, parse_id, parse_quantity
@@ -38,6 +39,21 @@ def sku_for_sale(*, workspace: Workspace, sku_id, lock: bool = False) -> Sku:
         raise SiyuError("product_off_shelf", f"「{sku.product.title}」已下架", f"“{sku.product.title}” is no longer on sale",
                         status=409, details={"sku_id": sku.pk})
     return sku
+
+
+def skus_for_sale(*, workspace: Workspace, sku_ids) -> dict[int, Sku]:
+    """``sku_for_sale`` for several SKUs in one query ({id: SKU with its product}); the first refused id, in the
+    order given, raises what ``sku_for_sale`` would."""
+    ids = [parse_id(sku_id, what_zh="商品规格", what_en="SKU") for sku_id in sku_ids]
+    rows = {sku.pk: sku for sku in Sku.objects.select_related("product").filter(workspace=workspace, pk__in=ids)}
+    for sku_id in ids:
+        sku = rows.get(sku_id)
+        if sku is None:
+            raise SiyuError("sku_not_found", "商品规格不存在", "This SKU does not exist", status=404)
+        if sku.product.status != ON_SHELF or not sku.active:
+            raise SiyuError("product_off_shelf", f"「{sku.product.title}」已下架",
+                            f"“{sku.product.title}” is no longer on sale", status=409, details={"sku_id": sku.pk})
+    return rows
 
 
 def check_stock(sku: Sku, quantity: int) -> None:
@@ -144,6 +160,13 @@ def cart_lines(*, workspace: Workspace, customer: Customer) -> list[CartLine]:
     return [CartLine(item=item, sku=item.sku, available=sku_available(item.sku),
                      on_sale=item.sku.product.status == ON_SHELF and item.sku.active)
             for item in items]
+
+
+def cart_count(*, workspace: Workspace, customer: Customer) -> int:
+    """Units in the cart, every line counted (the badge on the store's tab bar)."""
+    total = (CartItem.objects.filter(cart__workspace=workspace, cart__customer=customer)
+             .aggregate(units=Sum("quantity"))["units"])
+    return int(total or 0)
 
 
 def cart_checkout_lines(*, workspace: Workspace, customer: Customer) -> list[tuple[int, int]]:

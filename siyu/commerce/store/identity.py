@@ -63,6 +63,17 @@ def shopper_for(request: HttpRequest, workspace: Workspace) -> Shopper | None:
     return Shopper(workspace=workspace, customer=session.customer, session=session)
 
 
+def shopper_at(request: HttpRequest, slug: str) -> tuple[Workspace, Shopper | None]:
+    """The workspace of /shop/<slug>/ and this request's shopper there (None: no session, or another brand's).
+    A session of this store already brings its workspace along, so the slug costs no query of its own."""
+    session = consumer_session_for(request)
+    if session is not None and session.workspace.slug == slug:
+        workspace = session.workspace
+        return workspace, Shopper(workspace=workspace, customer=session.customer, session=session)
+    workspace = workspace_for_slug(slug)
+    return workspace, shopper_for(request, workspace)
+
+
 def oauth_url(workspace: Workspace, next_path: str) -> str:
     app = official_app_for(workspace)
     start = reverse("wechat_consumer:oauth_start", kwargs={"appid": app.appid})

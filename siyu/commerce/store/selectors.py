@@ -19,14 +19,17 @@ MAX_QUERY = catalog.MAX_QUERY
 PRICE_TAGS = {"member_price": "会员价", "limited_time": "限时价", "flash": "秒杀价"}
 
 
-def item_prices(*, workspace: Workspace, customer: Customer | None, sku_ids: list[int]) -> dict[int, tuple[int, str]]:
-    """{sku_id: (the engine's price of one unit for this customer, price kind)}."""
-    sku_ids = list(dict.fromkeys(sku_ids))
+def item_prices(*, workspace: Workspace, customer: Customer | None, sku_ids: list[int] | None = None,
+                skus: list[Sku] | None = None) -> dict[int, tuple[int, str]]:
+    """{sku_id: (the engine's price of one unit for this customer, price kind)} for ``sku_ids``, or for ``skus``:
+    rows already read with their product (the engine then does not read them again)."""
+    known = {sku.pk: sku for sku in skus} if skus is not None else None
+    sku_ids = list(dict.fromkeys(sku_ids if sku_ids is not None else list(known or ())))
     prices: dict[int, tuple[int, str]] = {}
     for start in range(0, len(sku_ids), MAX_LINES):
         chunk = sku_ids[start:start + MAX_LINES]
         try:
-            result = quote(workspace=workspace, customer=customer, lines=[(sku_id, 1) for sku_id in chunk])
+            result = quote(workspace=workspace, customer=customer, lines=[(sku_id, 1) for sku_id in chunk], skus=known)
         except SiyuError:
             continue  # e.g. a SKU that just went off shelf: the card keeps the catalog price, the cart says why
         prices.update({line.sku_id: (line.item_price_fen, line.price_kind) for line in result.lines})
@@ -36,8 +39,9 @@ def item_prices(*, workspace: Workspace, customer: Customer | None, sku_ids: lis
 def priced_cards(*, workspace: Workspace, customer: Customer | None, cards: list[dict]) -> list[dict]:
     """Catalog's product cards with the lowest price this customer pays for any of the product's SKUs."""
     ids = [card["id"] for card in cards]
-    skus = list(Sku.objects.filter(workspace=workspace, product_id__in=ids, active=True).only("id", "product_id"))
-    prices = item_prices(workspace=workspace, customer=customer, sku_ids=[sku.pk for sku in skus])
+    skus = (list(Sku.objects.filter(workspace=workspace, product_id__in=ids, active=True).select_related("product"))
+            if ids else [])
+    prices = item_prices(workspace=workspace, customer=customer, skus=skus)
     best: dict[int, tuple[int, str]] = {}
     for sku in skus:
         if sku.pk in prices and (sku.product_id not in best or prices[sku.pk][0] < best[sku.product_id][0]):
@@ -70,16 +74,15 @@ def products_page(*, workspace: Workspace, customer: Customer | None, category_i
 
 
 def product_page(*, workspace: Workspace, customer: Customer | None, product_id: int) -> dict:
-    detail = catalog.product_detail(workspace=workspace, product_id=product_id)
-    prices = item_prices(workspace=workspace, customer=customer, sku_ids=[sku["id"] for sku in detail["skus"]])
-    thresholds = dict(Sku.objects.filter(pk__in=[sku["id"] for sku in detail["skus"]])
-                      .values_list("pk", "low_stock_threshold"))
+    product, rows = catalog.product_with_skus(workspace=workspace, product_id=product_id)
+    detail = catalog.detail_of(product, rows)
+    prices = item_prices(workspace=workspace, customer=customer, skus=rows)
     skus = []
     for sku in detail["skus"]:
         price_fen, kind = prices.get(sku["id"], (sku["price_fen"], "sale"))
         skus.append({"id": sku["id"], "specs": sku["specs"] or {}, "price_fen": price_fen, "price_kind": kind,
                      "list_price_fen": max(sku["list_price_fen"], sku["price_fen"]), "available": sku["available"],
-                     "low": 0 < sku["available"] <= thresholds.get(sku["id"], 0)})
+                     "low": 0 < sku["available"] <= sku["low_stock_threshold"]})
     cheapest = min(skus, key=lambda row: row["price_fen"]) if skus else None
     return {**detail, "skus": skus, "price_fen": cheapest["price_fen"] if cheapest else 0,
             "list_price_fen": cheapest["list_price_fen"] if cheapest else 0,

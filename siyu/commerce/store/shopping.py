@@ -6,16 +6,19 @@ another customer's order number is "not found", never revealed.
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 import requests
 from django.conf import settings
+from django.utils import timezone
 
 from siyu.commerce.orders import services as order_services
 from siyu.commerce.orders.aftersales import aftersale_request
 from siyu.commerce.orders.models import AfterSaleKind, Order
 from siyu.commerce.promotions import services as promotion_services
 from siyu.commerce.store import cart as carts
+from siyu.commerce.store import member_services
 from siyu.commerce.store.identity import Shopper
 from siyu.commerce.store.inputs import (
     parse_address,
@@ -27,12 +30,31 @@ from siyu.commerce.store.inputs import (
     parse_text,
 )
 from siyu.core.errors import SiyuError
+from siyu.core.timeutil import local_day
 from siyu.customers.models import Customer
 from siyu.loyalty.points import points_balance
 
 AFTERSALE_KINDS = list(AfterSaleKind.choices)
 AFTERSALE_REASONS = ["不想要了", "商品质量问题", "与描述不符", "发错货", "少件/漏发", "其他"]
 MAX_NUMBER = 32
+
+
+# (session token hash, product id) → the local day its view was queued: a shopper's repeated views of a product
+# on the same day queue nothing more (the browse task counts each product once a day anyway).
+_views_queued: dict[tuple[str, int], date] = {}
+_VIEWS_KEPT = 50_000
+
+
+def product_viewed(*, shopper: Shopper, product_id: int) -> None:
+    """Queue the 浏览商品 task step for a product page, once per session, product and day in this process
+    (the queue is a write: SQLite's, with a commit, on a single machine)."""
+    key, day = (shopper.session.token_hash, int(product_id)), local_day(timezone.now())
+    if _views_queued.get(key) == day:
+        return
+    if len(_views_queued) >= _VIEWS_KEPT:
+        _views_queued.clear()
+    _views_queued[key] = day
+    member_services.product_viewed(workspace=shopper.workspace, customer=shopper.customer, product_id=product_id)
 
 
 def points_of(customer: Customer) -> int:
@@ -48,13 +70,12 @@ def cart_quote(*, workspace, customer, coupon_ids=(), points=0):
 def lines_quote(*, shopper: Shopper, lines, coupon_ids=(), points=0, flash_sale_id=None):
     """A quote for explicit lines (the mini-program), every SKU checked to be this workspace's and on sale."""
     lines = parse_lines(lines)
-    for sku_id, _quantity in lines:
-        carts.sku_for_sale(workspace=shopper.workspace, sku_id=sku_id)
+    skus = carts.skus_for_sale(workspace=shopper.workspace, sku_ids=[sku_id for sku_id, _quantity in lines])
     if flash_sale_id is not None:
         flash_sale_id = parse_id(flash_sale_id, what_zh="秒杀活动", what_en="flash sale")
     return promotion_services.quote(workspace=shopper.workspace, customer=shopper.customer, lines=lines,
                                     coupon_ids=parse_coupon_ids(coupon_ids), points=parse_points(points),
-                                    flash_sale_id=flash_sale_id)
+                                    flash_sale_id=flash_sale_id, skus=skus)
 
 
 def topups_for(*, workspace, customer) -> tuple[list[dict], str]:
@@ -100,8 +121,7 @@ def place_order(*, shopper: Shopper, coupon_ids=(), points=0, address: Any, note
         lines = carts.cart_checkout_lines(workspace=shopper.workspace, customer=shopper.customer)
     else:
         lines = parse_lines(lines)
-        for sku_id, _quantity in lines:
-            carts.sku_for_sale(workspace=shopper.workspace, sku_id=sku_id)
+        carts.skus_for_sale(workspace=shopper.workspace, sku_ids=[sku_id for sku_id, _quantity in lines])
     if flash_sale_id is not None:
         if lines is None:
             raise SiyuError("invalid_lines", "秒杀商品请直接下单", "A flash-sale purchase names its lines", status=400)

@@ -21,8 +21,8 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from siyu.commerce.store import cart as carts
-from siyu.commerce.store import member_services, selectors, shopping
-from siyu.commerce.store.identity import oauth_url, shopper_for, workspace_for_slug
+from siyu.commerce.store import selectors, shopping
+from siyu.commerce.store.identity import oauth_url, shopper_at
 from siyu.commerce.store.inputs import (
     ADDRESS_FIELDS,
     parse_coupon_ids,
@@ -45,8 +45,7 @@ def store_page(view):
     def wrapped(request, slug: str, *args, **kwargs):
         workspace = None
         try:
-            workspace = workspace_for_slug(slug)
-            shopper = shopper_for(request, workspace)
+            workspace, shopper = shopper_at(request, slug)
             if shopper is None:
                 if request.method in ("GET", "HEAD"):
                     return HttpResponseRedirect(oauth_url(workspace, request.get_full_path()))
@@ -63,7 +62,7 @@ def store_page(view):
 
 
 def _context(request, shopper, **extra) -> dict:
-    count = sum(line.item.quantity for line in carts.cart_lines(workspace=shopper.workspace, customer=shopper.customer))
+    count = carts.cart_count(workspace=shopper.workspace, customer=shopper.customer)
     return {"workspace": shopper.workspace, "shopper": shopper, "cart_count": count, **extra}
 
 
@@ -122,7 +121,7 @@ PRICE_NOTES = {"member_price": "会员价", "limited_time": "限时折扣价", "
 @store_page
 def product(request, shopper, product_id: int):
     page = selectors.product_page(workspace=shopper.workspace, customer=shopper.customer, product_id=product_id)
-    member_services.product_viewed(workspace=shopper.workspace, customer=shopper.customer, product_id=page["id"])
+    shopping.product_viewed(shopper=shopper, product_id=page["id"])
     total = sum(row["available"] for row in page["skus"])
     return render(request, "store/product.html", _context(
         request, shopper, product={"id": page["id"], "name": page["title"], "subtitle": page["subtitle"],
