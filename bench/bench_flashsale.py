@@ -37,6 +37,7 @@ one growth entry per paid order, one order_paid timeline event per paid order.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import multiprocessing
@@ -145,6 +146,102 @@ def hot_row(database_url: str, clients: int, units: int) -> dict:
     return {"units": units, "wall_s": wall, "per_s": units / wall}
 
 
+class CpuMeter:
+    """CPU time (user + system, from /proc via psutil) of the processes taking part, by role, between
+    ``start()`` and ``stop()``: this process (simulator threads), the buyers, gunicorn (master + workers),
+    the Huey consumer, and the PostgreSQL backends connected to the bench database (sampled twice a second
+    from pg_stat_activity, so a backend that exits between samples loses at most its last half second)."""
+
+    def __init__(self, dsn: str, database: str):
+        self.dsn, self.database = dsn, database
+        self.roles: dict[str, list[int]] = {}
+        self.first: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+        self.backends: set[int] = set()
+        self.stopping = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    @staticmethod
+    def _cpu(pid: int) -> float | None:
+        import psutil
+
+        try:
+            times = psutil.Process(pid).cpu_times()
+        except (psutil.Error, OSError):
+            return None
+        return times.user + times.system
+
+    def watch(self, role: str, pid: int, children: bool = False) -> None:
+        import psutil
+
+        pids = [pid]
+        if children:
+            with contextlib.suppress(psutil.Error):
+                pids += [child.pid for child in psutil.Process(pid).children(recursive=True)]
+        for one in pids:
+            if one not in self.roles.setdefault(role, []):
+                self.roles[role].append(one)
+                self._sample(one)
+
+    def _sample(self, pid: int) -> None:
+        value = self._cpu(pid)
+        if value is not None:
+            self.first.setdefault(pid, value)
+            self.last[pid] = value
+
+    def start(self) -> None:
+        import psycopg
+
+        self.connection = psycopg.connect(self.dsn, autocommit=True)
+        self._backends(initial=True)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _backends(self, initial: bool = False) -> None:
+        own = self.connection.info.backend_pid
+        rows = self.connection.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> %s",
+                                       (self.database, own)).fetchall()
+        for (pid,) in rows:
+            if pid not in self.backends:
+                self.backends.add(pid)
+                if not initial:
+                    self.first[pid] = 0.0  # a new backend: all its CPU is this run's
+            self._sample(pid)
+
+    def _run(self) -> None:
+        while not self.stopping.wait(0.5):
+            self._backends()
+            for pids in self.roles.values():
+                for pid in pids:
+                    self._sample(pid)
+
+    def stop(self) -> dict[str, float]:
+        self.stopping.set()
+        if self.thread is not None:
+            self.thread.join()
+        self._backends()
+        for pids in self.roles.values():
+            for pid in pids:
+                self._sample(pid)
+        self.connection.close()
+        used = {role: sum(self.last.get(pid, 0.0) - self.first.get(pid, 0.0) for pid in pids)
+                for role, pids in self.roles.items()}
+        used["PostgreSQL backends"] = sum(self.last[pid] - self.first.get(pid, 0.0) for pid in self.backends
+                                          if pid in self.last)
+        return used
+
+
+def _thread_cpu(thread: threading.Thread | None) -> float:
+    import psutil
+
+    if thread is None:
+        return 0.0
+    for one in psutil.Process().threads():
+        if one.id == thread.native_id:
+            return one.user_time + one.system_time
+    return 0.0
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -171,6 +268,20 @@ def _post_json(url: str, payload: dict) -> tuple[int, dict]:
         conn.close()
 
 
+def statements_counted(tally: threading.local) -> None:
+    """Count every SQL statement this process sends, per thread (``tally.n``)."""
+    from django.db.backends import utils
+
+    def counted(method):
+        def wrapper(self, sql, *args, **kwargs):
+            tally.n = getattr(tally, "n", 0) + 1
+            return method(self, sql, *args, **kwargs)
+        return wrapper
+
+    utils.CursorWrapper.execute = counted(utils.CursorWrapper.execute)
+    utils.CursorWrapper.executemany = counted(utils.CursorWrapper.executemany)
+
+
 def buyer_process(index: int, env: dict, workspace_id: int, sale_id: int, buyers: list, threads: int, sim_url: str,
                   barrier, results, profile: str) -> None:
     """One buyers' process: ``threads`` threads (one database connection each) buy for ``buyers``."""
@@ -179,6 +290,16 @@ def buyer_process(index: int, env: dict, workspace_id: int, sale_id: int, buyers
 
     django.setup()
     from django.db import connections
+
+    tally = threading.local()
+    statements: Counter = Counter()  # phase -> statements, over all purchases of this process (with --cpu)
+    if os.environ.get("SIYU_BENCH_STATEMENTS_DIR"):
+        statements_counted(tally)
+    statements_lock = threading.Lock()
+
+    def counted(phase: str, started: int) -> None:
+        with statements_lock:
+            statements[phase] += getattr(tally, "n", 0) - started
 
     from siyu.commerce.orders import services
     from siyu.core.errors import SiyuError
@@ -194,12 +315,17 @@ def buyer_process(index: int, env: dict, workspace_id: int, sale_id: int, buyers
         pending.put((customers[customer_id], user_key, openid))
 
     def buy(customer, user_key, openid) -> str:
+        started = getattr(tally, "n", 0)
         try:
             order = services.checkout(workspace=workspace, customer=customer, lines=[(sku_id, 1)],
                                       address=ADDRESS, flash_sale_id=sale_id)
         except SiyuError as error:
+            counted("checkout refused (sold out)", started)
             return error.code
+        counted("checkout", started)
+        started = getattr(tally, "n", 0)
         params = services.order_prepay(order=order, openid=openid, appid=APPID)
+        counted("prepay", started)
         status, answer = _post_json(f"{sim_url}/_sim/pay/pay", {"user": user_key, "prepay_id": params["prepay_id"]})
         if status != 200:
             return f"pay {status} {answer}"
@@ -213,7 +339,7 @@ def buyer_process(index: int, env: dict, workspace_id: int, sale_id: int, buyers
     if profile:
         import cProfile
 
-        profiler = cProfile.Profile()
+        profiler = cProfile.Profile(time.thread_time)  # CPU time (use --clients 1: one profiler)
         plain = buy
 
         def buy(*args):
@@ -247,11 +373,12 @@ def buyer_process(index: int, env: dict, workspace_id: int, sale_id: int, buyers
         worker.join()
     if profiler is not None:
         profiler.dump_stats(f"{profile}.{index}")
-    results.put({"outcomes": dict(Counter(outcomes)), "errors": errors, "ended": time.time()})
+    results.put({"outcomes": dict(Counter(outcomes)), "errors": errors, "ended": time.time(),
+                 "statements": dict(statements)})
 
 
 def run(clients: int, stock: int, database: str, procs: int, server_workers: int, server_threads: int,
-        profile: str = "") -> dict:
+        profile: str = "", cpu: bool = False, worker_nice: int = 10) -> dict:
     database_url = database_prepare(database)
     data_dir = os.environ.get("SIYU_DATA_DIR") or tempfile.mkdtemp(prefix="siyu-bench-flash-")
     redis_url = os.environ.get("SIYU_REDIS_URL") or os.environ.get("SIYU_TEST_REDIS_URL") or "redis://127.0.0.1:56379/0"
@@ -317,6 +444,12 @@ def run(clients: int, stock: int, database: str, procs: int, server_workers: int
 
     env = {name: value for name, value in os.environ.items()}
     env.update(SIYU_WECHAT_BASE_URL=sim_url, SIYU_PUBLIC_URL=siyu_url)
+    statements_dir = tempfile.mkdtemp(prefix="siyu-bench-flash-sql-") if cpu else ""
+    if cpu:
+        env["SIYU_BENCH_STATEMENTS_DIR"] = statements_dir
+    cpu_used: dict[str, float] = {}
+    drain_cpu: dict[str, float] = {}
+    statements: Counter = Counter()
     server = None
     consumer = None
     try:
@@ -326,11 +459,17 @@ def run(clients: int, stock: int, database: str, procs: int, server_workers: int
                    f"127.0.0.1:{siyu_port}", "--workers", str(server_workers), "--worker-class", "gthread",
                    "--threads", str(server_threads), "--keep-alive", "30", "--backlog", "2048", "--pythonpath",
                    str(ROOT), "--log-level", "warning", "--timeout", "300"]
+        # Hooks: workers warmed before they serve (URLconf, subscribers); statement counts and profiles.
+        command += ["--config", str(ROOT / "bench" / "flash_gunicorn_hooks.py")]
+        if profile:
+            server_env["SIYU_BENCH_PROFILE"] = profile
         server = subprocess.Popen(command, cwd=ROOT, env=server_env, start_new_session=True)
         _wait_http(siyu_port)
-        consumer = subprocess.Popen([str(ROOT / ".venv" / "bin" / "siyu"), "run_huey", "--workers", "2",
-                                     "--worker-type", "thread", "--no-periodic", "--quiet"],
-                                    cwd=ROOT, env=env, start_new_session=True)
+        # The background worker at a lower CPU priority than the web server (nice): during the burst the
+        # purchases get the CPUs and the queue fills; it drains as soon as they leave CPU time (timed below).
+        consumer = subprocess.Popen(["nice", "-n", str(worker_nice), str(ROOT / ".venv" / "bin" / "siyu"),
+                                     "run_huey", "--workers", "2", "--worker-type", "thread", "--no-periodic",
+                                     "--quiet"], cwd=ROOT, env=env, start_new_session=True)
         context = multiprocessing.get_context("spawn")
         barrier = context.Barrier(procs + 1)
         results = context.Queue()
@@ -341,9 +480,32 @@ def run(clients: int, stock: int, database: str, procs: int, server_workers: int
                      for index in range(procs)]
         for process in processes:
             process.start()
+        _wait_settled([server.pid, consumer.pid])  # workers and consumer started up, as a running deployment's
+        meter = CpuMeter(database_url.replace("postgres://", "postgresql://", 1), database) if cpu else None
+        if meter is not None:
+            meter.watch("gunicorn (master + workers)", server.pid, children=True)
+            meter.watch("Huey consumer", consumer.pid, children=True)
+            meter.watch("bench process (simulator)", os.getpid())
+            meter.start()
         barrier.wait(timeout=600)
         started = time.time()
+        if meter is not None:
+            for process in processes:
+                meter.watch("buyer processes", process.pid)
         reports = [results.get(timeout=3600) for _ in processes]
+        if meter is not None:
+            cpu_used = meter.stop()
+            # the meter's own sampling ran in this process: not the simulator's work
+            cpu_used["bench process (simulator)"] -= _thread_cpu(meter.thread)
+            for report in reports:
+                statements.update(report["statements"])
+            time.sleep(1.5)  # gunicorn's workers write their counts every second
+            for name in os.listdir(statements_dir):
+                with open(os.path.join(statements_dir, name)) as handle:
+                    statements["notification (gunicorn)"] += json.load(handle)["statements"]
+            drain_meter = CpuMeter(meter.dsn, database)
+            drain_meter.watch("Huey consumer", consumer.pid, children=True)
+            drain_meter.start()
         for process in processes:
             process.join()
         wall = max(report["ended"] for report in reports) - started
@@ -389,6 +551,8 @@ def run(clients: int, stock: int, database: str, procs: int, server_workers: int
                                  f"events for {paid_orders} paid orders ({HUEY.pending_count()} tasks pending)")
             time.sleep(1)
         drain_s = time.time() - drain_started
+        if cpu:
+            drain_cpu = drain_meter.stop()
         if PointsTransaction.objects.filter(workspace=workspace, kind="earn").values("ref").distinct().count() \
                 != paid_orders:
             raise SystemExit("an order earned points twice")
@@ -405,7 +569,8 @@ def run(clients: int, stock: int, database: str, procs: int, server_workers: int
             "sold_out": tally["flash_sold_out"], "stock_left": sale.stock_left, "wall_s": wall,
             "per_s": paid_orders / wall, "baseline_per_s": baseline["per_s"], "baseline_wall_s": baseline["wall_s"],
             "ratio": (paid_orders / wall) / baseline["per_s"], "load": system_load, "drain_s": drain_s,
-            "server": f"{server_workers}×{server_threads}"}
+            "server": f"{server_workers}×{server_threads}", "cpu": cpu_used, "drain_cpu": drain_cpu,
+            "statements": dict(statements)}
 
 
 def _notify_over_http(method: str, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
@@ -419,6 +584,30 @@ def _notify_over_http(method: str, url: str, body: bytes, headers: dict[str, str
         return 0, b""
     finally:
         conn.close()
+
+
+def _wait_settled(pids: list[int], limit: float = 300) -> None:
+    """Wait until these processes (and their children) have finished starting: under 50 ms of CPU in a second."""
+    import psutil
+
+    def used() -> float:
+        total = 0.0
+        for pid in pids:
+            with contextlib.suppress(psutil.Error):
+                parent = psutil.Process(pid)
+                for one in [parent, *parent.children(recursive=True)]:
+                    times = one.cpu_times()
+                    total += times.user + times.system
+        return total
+
+    deadline = time.time() + limit
+    before = used()
+    while time.time() < deadline:
+        time.sleep(1)
+        now = used()
+        if now - before < 0.05:
+            return
+        before = now
 
 
 def _wait_http(port: int) -> None:
@@ -435,6 +624,30 @@ def _wait_http(port: int) -> None:
     raise SystemExit("gunicorn did not answer within 600 s")
 
 
+def cpu_report(result: dict) -> str:
+    paid = result["paid"] or 1
+    refused = result["sold_out"] or 1
+    lines = [f"CPU per paid order during the purchases (ms, user+system; {result['paid']} paid, "
+             f"{result['sold_out']} refused sold out, wall {result['wall_s']:.1f} s):"]
+    total = 0.0
+    for role, seconds in sorted(result["cpu"].items()):
+        total += seconds
+        lines.append(f"  {role:<32} {seconds * 1000 / paid:8.1f} ms   ({seconds:.1f} s)")
+    lines.append(f"  {'all processes':<32} {total * 1000 / paid:8.1f} ms   ({total:.1f} s; "
+                 f"{total / result['wall_s']:.2f} CPUs busy)")
+    if result["drain_cpu"]:
+        drained = sum(result["drain_cpu"].values())
+        lines.append(f"queued work drained after ({result['drain_s']:.1f} s): "
+                     + ", ".join(f"{role} {seconds * 1000 / paid:.1f} ms" for role, seconds in
+                                 sorted(result["drain_cpu"].items()))
+                     + f" per paid order ({drained * 1000 / paid:.1f} ms)")
+    lines.append("SQL statements per purchase (BEGIN/COMMIT not counted):")
+    for phase, count in sorted(result["statements"].items()):
+        per = refused if phase.startswith("checkout refused") else paid
+        lines.append(f"  {phase:<32} {count / per:6.1f}")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=500, help="concurrent buyers (threads, one connection each)")
@@ -444,13 +657,17 @@ def main() -> None:
     parser.add_argument("--server-threads", type=int, default=16, help="threads per gunicorn worker")
     parser.add_argument("--database", default=PG_DB, help="PostgreSQL database to (re)create")
     parser.add_argument("--profile", default="", help="write a cProfile of each buyer process to <path>.<n> "
-                        "(checkout + prepay; the notification is handled by gunicorn)")
+                        "(checkout + prepay) and of each gunicorn worker's requests to <path>.gunicorn-<pid>")
+    parser.add_argument("--worker-nice", type=int, default=10, help="nice value of the Huey consumer (background "
+                        "work yields the CPUs to the requests; 0 = same priority)")
+    parser.add_argument("--cpu", action="store_true", help="report CPU ms per paid order of every process taking "
+                        "part (incl. the PostgreSQL backends) and SQL statements per purchase phase")
     parser.add_argument("--write-results", action="store_true", help="add this run to RESULTS.md (dated)")
     args = parser.parse_args()
     if args.clients < 1 or args.stock < args.clients or not 1 <= args.procs <= args.clients:
         parser.error("--clients must be at least 1, --stock at least --clients, --procs 1..clients")
     result = run(args.clients, args.stock, args.database, args.procs, args.server_workers, args.server_threads,
-                 args.profile)
+                 args.profile, args.cpu, args.worker_nice)
     table = ("| clients (processes) | units | paid orders/s (checkout + prepay + pay + notification) | hot-row "
              "UPDATE/s | ratio | paid | sold out | stock left | wall | queued loyalty + timeline drained after |\n"
              "|---|---|---|---|---|---|---|---|---|---|\n"
@@ -461,6 +678,8 @@ def main() -> None:
     print(table)
     print(f"ratio paid orders/s ÷ hot-row UPDATE/s = {result['ratio']:.3f} (goal ≥ 0.3); zero oversell checked; "
           f"{result['load']}")
+    if args.cpu:
+        print(cpu_report(result))
     if args.write_results:
         command = (f"`.venv/bin/python bench/bench_flashsale.py --clients {args.clients} --stock {args.stock} "
                    f"--procs {args.procs} --server-workers {args.server_workers} --server-threads "

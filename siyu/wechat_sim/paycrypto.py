@@ -52,7 +52,9 @@ def public_pem(key: rsa.RSAPrivateKey | rsa.RSAPublicKey) -> str:
     return public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
 
 
+@functools.lru_cache(maxsize=64)
 def public_key_load(pem: str) -> rsa.RSAPublicKey:
+    """The key of a PEM (parsed once per PEM: every signed request of a merchant is checked against it)."""
     key = serialization.load_pem_public_key(pem.encode())
     if not isinstance(key, rsa.RSAPublicKey):
         raise ValueError("not an RSA public key")

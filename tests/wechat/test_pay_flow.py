@@ -182,10 +182,11 @@ def test_rate_limits_are_retried_then_surfaced(shop):
 
 
 def test_a_failing_timeline_never_undoes_a_payment(shop, monkeypatch, django_capture_on_commit_callbacks):
+    """The timeline is a background subscriber of PAYMENT_SUCCEEDED: off the notification, retried alone."""
     def broken(*args, **kwargs):
         raise RuntimeError("ingestion is down")
 
-    monkeypatch.setattr(services, "_customer_event_ingest", broken)
+    monkeypatch.setattr(services, "events_ingest", broken)
     user, openid = shop.payer()
     prepay = WeChatPayProvider().prepay(workspace=shop.workspace, out_trade_no="ORDER-TL-1", amount_fen=100,
                                         description="D", payer_openid=openid)
@@ -193,3 +194,12 @@ def test_a_failing_timeline_never_undoes_a_payment(shop, monkeypatch, django_cap
         assert sim_pay.pay(shop.sim, user, prepay.prepay_id).notifications == [204]
     assert PaymentIntent.objects.get().status == "paid"
     assert not Event.objects.exists()
+    monkeypatch.undo()  # the delivery's retry records it once; a replay is a duplicate
+    intent = PaymentIntent.objects.get()
+    payload = {"workspace_id": intent.workspace_id, "mchid": intent.mchid, "appid": intent.appid,
+               "out_trade_no": intent.out_trade_no, "transaction_id": intent.transaction_id,
+               "amount_fen": intent.amount_fen, "payer_openid": openid, "paid_at": intent.paid_at.isoformat()}
+    for _ in range(2):
+        services.payment_customer_event(**payload)
+    event = Event.objects.get(type="payment_succeeded")
+    assert event.event_id == f"wxpay:{intent.mchid}:{intent.transaction_id}"

@@ -292,7 +292,7 @@ def order_mark_paid(*, workspace_id: int, number: str, transaction_id: str, amou
 def _apply_paid(order: Order, *, transaction_id: str, amount_fen: int, paid_at: datetime | None, actor: str) -> None:
     ref = order.reservation_ref
     # An order has flash lines exactly when it names its flash sale (checkout); only then can some be regular.
-    if order.flash_sale_id is None or order.lines.filter(flash_sale=False).exists():
+    if order.flash_sale_id is None or _has_regular_lines(order):
         inventory.stock_commit(ref=ref)
     if order.flash_sale_id is not None and not promotions.flash_commit(ref=ref):
         raise SiyuError("flash_reservation_lost", "秒杀名额已释放", "The flash-sale units were released", status=409)
@@ -307,6 +307,15 @@ def _apply_paid(order: Order, *, transaction_id: str, amount_fen: int, paid_at: 
                               "updated_at"])
     domain_events.publish(events.ORDER_PAID, **_payload(order), total_fen=order.total_fen, paid_fen=order.paid_fen,
                           transaction_id=transaction_id, paid_at=order.paid_at.isoformat())
+
+
+def _has_regular_lines(order: Order) -> bool:
+    """Whether an order has lines at a regular price (stock reserved in the catalogue): from the price
+    snapshot checkout kept on the order row (already loaded), else from its lines."""
+    lines = (order.price_explanation or {}).get("lines") if isinstance(order.price_explanation, dict) else None
+    if isinstance(lines, list) and lines and all(isinstance(line, dict) and "price_kind" in line for line in lines):
+        return any(line["price_kind"] != "flash" for line in lines)
+    return order.lines.filter(flash_sale=False).exists()
 
 
 def _paid_but_refused(order: Order, *, transaction_id: str, amount_fen: int, paid_at: datetime | None,

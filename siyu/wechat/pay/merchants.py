@@ -8,8 +8,23 @@ from siyu.wechat import credentials
 from siyu.wechat.models import AppKind, WeChatApp
 from siyu.wechat.pay.client import MerchantConfig
 
+_CONFIGS: dict[tuple, MerchantConfig] = {}  # (app pk, stored ciphertext, workspace, mchid) -> config, per process
+
 
 def _config(app: WeChatApp) -> MerchantConfig:
+    """The merchant's config, decrypted once per stored value in this process (a rotated secret is a new
+    ciphertext, hence a new entry; whether the account is active is still read from the database each time)."""
+    key = (app.pk, bytes(app.secrets_enc or b""), app.workspace_id, app.appid)
+    config = _CONFIGS.get(key)
+    if config is None:
+        config = _config_build(app)
+        if len(_CONFIGS) > 256:
+            _CONFIGS.clear()
+        _CONFIGS[key] = config
+    return config
+
+
+def _config_build(app: WeChatApp) -> MerchantConfig:
     secrets = app.secrets()
     if not (secrets.get("platform_public_key") and secrets.get("platform_public_key_id")):
         raise SiyuError("wechat_pay_not_configured", "微信支付尚未配置平台公钥及其 ID",

@@ -142,8 +142,9 @@ def _transaction(config: MerchantConfig, envelope: dict[str, Any], resource: dic
         _check(facts["amount_fen"] == intent.amount_fen, "amount_mismatch",
                f"notified {facts['amount_fen']!r}, expected {intent.amount_fen}")
         _check((resource.get("amount") or {}).get("currency", "CNY") == intent.currency, "currency_mismatch")
-        inbox.workspace_id = intent.workspace_id
-        inbox.save(update_fields=["workspace"])
+        if inbox.workspace_id != intent.workspace_id:
+            inbox.workspace_id = intent.workspace_id
+            inbox.save(update_fields=["workspace"])
         if facts["state"] != "SUCCESS":
             return NotificationOutcome.STALE
         try:
@@ -184,8 +185,9 @@ def _refund(config: MerchantConfig, envelope: dict[str, Any], resource: dict[str
         _check(amount.get("total") == intent.amount_fen, "amount_mismatch",
                f"order total {amount.get('total')!r}, expected {intent.amount_fen}")
         _check(intent.status in domain.PAID_STATUSES, "order_not_paid", intent.status)
-        inbox.workspace_id = intent.workspace_id
-        inbox.save(update_fields=["workspace"])
+        if inbox.workspace_id != intent.workspace_id:
+            inbox.workspace_id = intent.workspace_id
+            inbox.save(update_fields=["workspace"])
         refund = Refund.objects.select_for_update().filter(mchid=config.mchid,
                                                            out_refund_no=facts["out_refund_no"]).first()
         refund_fen = facts["amount_fen"]

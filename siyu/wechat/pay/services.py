@@ -153,28 +153,23 @@ def intent_apply_paid(intent: PaymentIntent, *, transaction_id: str, paid_at: da
         domain_events.publish(PAYMENT_PAID_AFTER_CLOSE, **payload, out_refund_no=refund.out_refund_no)
         transaction.on_commit(lambda: refund_submit(refund_pk=refund.pk))
         return "accepted"
-    domain_events.publish(PAYMENT_SUCCEEDED, **payload)
-    _customer_event(intent, transaction_id=transaction_id, payer_openid=payer_openid or intent.payer_openid)
+    domain_events.publish(PAYMENT_SUCCEEDED, **payload)  # the customer's timeline too: payment_customer_event
     return "accepted"
 
 
-def _customer_event(intent: PaymentIntent, *, transaction_id: str, payer_openid: str) -> None:
-    """The payment on the customer's timeline (deterministic id: WeChat's retries are duplicates).
+def payment_customer_event(*, workspace_id: int, mchid: str, appid: str, out_trade_no: str, transaction_id: str,
+                           amount_fen: int, payer_openid: str, paid_at: str, **_: Any) -> None:
+    """The payment on the customer's timeline (deterministic id: a replay or WeChat's retry is a duplicate).
 
-    The payment matters more than the timeline: a failure here is logged, never undoes the payment."""
-    try:
-        with transaction.atomic():
-            _customer_event_ingest(intent, transaction_id=transaction_id, payer_openid=payer_openid)
-    except Exception:
-        logger.exception("payment %s/%s not added to the customer timeline", intent.mchid, intent.out_trade_no)
-
-
-def _customer_event_ingest(intent: PaymentIntent, *, transaction_id: str, payer_openid: str) -> None:
-    events_ingest(workspace=intent.workspace, events=[{
-        "event_id": f"wxpay:{intent.mchid}:{transaction_id}", "type": "payment_succeeded",
-        "occurred_at": intent.paid_at.isoformat(),
-        "identities": [{"kind": "openid", "namespace": intent.appid, "value": payer_openid}],
-        "properties": {"out_trade_no": intent.out_trade_no, "amount_fen": intent.amount_fen},
+    A background subscriber of ``PAYMENT_SUCCEEDED`` (``pay.tasks``): off the notification request, retried
+    by the domain-event delivery when it fails; the payment itself never depends on it."""
+    if not payer_openid:
+        return
+    workspace = Workspace.objects.get(pk=workspace_id)
+    events_ingest(workspace=workspace, events=[{
+        "event_id": f"wxpay:{mchid}:{transaction_id}", "type": "payment_succeeded", "occurred_at": paid_at,
+        "identities": [{"kind": "openid", "namespace": appid, "value": payer_openid}],
+        "properties": {"out_trade_no": out_trade_no, "amount_fen": amount_fen},
     }])
 
 
