@@ -189,7 +189,7 @@ class MiniAppClient(_CachedTokenMixin, WeChatClient):
 
 
 class WorkClient(_CachedTokenMixin, WeComClient):
-    """企业微信 client for one corp, with either the 客户联系 secret or the self-built app's secret."""
+    """企业微信 client for one corp, with the 客户联系 secret, the self-built app's or the 微信客服 one's."""
 
     def __init__(self, app: WeChatApp, secret: str):
         super().__init__(app.appid, app.secrets().get(f"{secret}_secret", ""))
@@ -213,8 +213,8 @@ def miniapp_client(app: WeChatApp) -> MiniAppClient:
 
 def work_client(app: WeChatApp, *, secret: str = "contact") -> WorkClient:  # noqa: S107 - which secret, not one
     _require_kind(app, AppKind.WORK)
-    if secret not in {"contact", "app"}:
-        raise ValueError("secret must be 'contact' or 'app'")
+    if secret not in {"contact", "app", "kf"}:
+        raise ValueError("secret must be 'contact', 'app' or 'kf'")
     if not app.secrets().get(f"{secret}_secret"):
         raise SiyuError("wechat_secret_missing", "企业微信未配置该 Secret", f"The WeCom {secret} secret is not set",
                         status=400, details={"secret": secret})

@@ -21,14 +21,15 @@ from siyu.wechat.models import AccessToken, AppKind, WeChatApp
 SECRET_FIELDS: dict[str, dict[str, bool]] = {
     AppKind.OFFICIAL: {"app_secret": True, "token": True, "encoding_aes_key": False, "message_mode": False},
     AppKind.MINIAPP: {"app_secret": True},
-    AppKind.WORK: {"contact_secret": False, "app_secret": False, "agent_id": False, "token": False,
-                   "encoding_aes_key": False},
+    AppKind.WORK: {"contact_secret": False, "app_secret": False, "kf_secret": False, "agent_id": False,
+                   "token": False, "encoding_aes_key": False},
     AppKind.PAY: {"api_v3_key": True, "merchant_serial_no": True, "merchant_private_key": True,
                   "platform_public_key": False, "platform_public_key_id": False, "appid": False},
 }
 MESSAGE_MODES = ("plain", "compat", "safe")
-# secret -> the access-token cache keys fetched with it (see siyu.wechat.clients; "app" is WeCom's)
-TOKEN_SECRETS = {"app_secret": ("default", "app"), "contact_secret": ("contact",)}
+# secret -> the access-token cache keys fetched with it (see siyu.wechat.clients; "app" is WeCom's, "kf" the
+# 微信客服 application's — its APIs take their own secret's token, see siyu.wechat.work.kf)
+TOKEN_SECRETS = {"app_secret": ("default", "app"), "contact_secret": ("contact",), "kf_secret": ("kf",)}
 _APPID = {
     AppKind.OFFICIAL: re.compile(r"wx[0-9a-zA-Z]{14,30}"),
     AppKind.MINIAPP: re.compile(r"wx[0-9a-zA-Z]{14,30}"),
@@ -89,7 +90,7 @@ def _clean_secrets(kind: str, new: dict[str, Any], old: dict[str, Any]) -> dict[
     for name, required in allowed.items():
         if required and not merged.get(name):
             raise _invalid(name, "必填", "is required")
-    for name in ("app_secret", "contact_secret"):
+    for name in ("app_secret", "contact_secret", "kf_secret"):
         if name in merged and not re.fullmatch(r"[0-9a-zA-Z_\-]{8,128}", str(merged[name])):
             raise _invalid(name, "格式不正确", "has an invalid format")
     if "token" in merged and not _TOKEN.fullmatch(str(merged["token"])):
@@ -104,7 +105,7 @@ def _clean_secrets(kind: str, new: dict[str, Any], old: dict[str, Any]) -> dict[
             raise _invalid("encoding_aes_key", "兼容/安全模式需要 EncodingAESKey",
                            "is required in compatible and safe mode")
     if kind == AppKind.WORK:
-        if not (merged.get("contact_secret") or merged.get("app_secret")):
+        if not (merged.get("contact_secret") or merged.get("app_secret") or merged.get("kf_secret")):
             raise _invalid("contact_secret", "至少填写一个 Secret", "at least one secret is required")
         if bool(merged.get("token")) != bool(merged.get("encoding_aes_key")):
             raise _invalid("token", "回调需要同时填写 Token 和 EncodingAESKey",

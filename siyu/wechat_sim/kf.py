@@ -7,6 +7,10 @@ WeCom's rules as enforced here: a reply only within 48 hours of the customer's l
 replies per customer message (refused here with ``errcode 95018``), unknown accounts ``95000``.
 Messages the corp sent come back in later syncs with ``origin`` 5, like WeCom does.
 
+Credentials: the kf APIs take a token fetched with the 微信客服 application's secret (``extra["secrets"]["kf"]``)
+or with a self-built app's secret granted kf API access (``extra["kf_api_apps"]``, names of secrets; a corp
+registered without a kf secret grants its ``app`` by default). Any other secret's token: ``48002`` api forbidden.
+
 Consumers act through :func:`customer_says`; tests read :func:`sent_messages`.
 """
 
@@ -21,6 +25,7 @@ from urllib.parse import urlencode
 
 from siyu.wechat_sim import crypto
 from siyu.wechat_sim.server import SimError, SimRequest, SimResponse, Simulator, route
+from siyu.wechat_sim.tokens import token_secret
 from siyu.wechat_sim.work import HOST, _body, _corp_for, _ok, event_xml
 
 REPLY_WINDOW_SECONDS = 48 * 3600
@@ -122,6 +127,23 @@ def _deliver_kf_event(sim: Simulator, corpid: str, fields: dict[str, Any]) -> tu
     return answer
 
 
+def kf_secrets_allowed(sim: Simulator, corpid: str) -> set[str]:
+    """The names of the corp's secrets whose tokens may call the kf APIs."""
+    with sim.lock:
+        app = sim.state.apps.get(corpid)
+        extra = app.extra if app is not None else {}
+    has_kf = bool((extra.get("secrets") or {}).get("kf"))
+    granted = extra.get("kf_api_apps")
+    return {"kf", *(granted if granted is not None else ([] if has_kf else ["app"]))}
+
+
+def _kf_corp_for(sim: Simulator, request: SimRequest):
+    corp = _corp_for(sim, request)
+    if token_secret(sim, request) not in kf_secrets_allowed(sim, corp.corpid):
+        raise SimError(48002, "api forbidden: this secret's application may not call 微信客服 APIs")
+    return corp
+
+
 def sent_messages(sim: Simulator, corpid: str) -> list[dict[str, Any]]:
     with sim.lock:
         return [message.as_dict() for message in kf_state(sim).corp(corpid).messages if message.origin == ORIGIN_SENT]
@@ -129,7 +151,7 @@ def sent_messages(sim: Simulator, corpid: str) -> list[dict[str, Any]]:
 
 @route("POST", HOST, "/cgi-bin/kf/sync_msg")
 def sync_msg(sim: Simulator, request: SimRequest) -> SimResponse:
-    corpid = _corp_for(sim, request).corpid
+    corpid = _kf_corp_for(sim, request).corpid
     payload = _body(request)
     limit = payload.get("limit", SYNC_LIMIT_MAX)
     if not isinstance(limit, int) or not 1 <= limit <= SYNC_LIMIT_MAX:
@@ -154,7 +176,7 @@ def sync_msg(sim: Simulator, request: SimRequest) -> SimResponse:
 
 @route("POST", HOST, "/cgi-bin/kf/send_msg")
 def send_msg(sim: Simulator, request: SimRequest) -> SimResponse:
-    corpid = _corp_for(sim, request).corpid
+    corpid = _kf_corp_for(sim, request).corpid
     payload = _body(request)
     open_kfid, touser = payload.get("open_kfid"), payload.get("touser")
     text = (payload.get("text") or {}).get("content") if isinstance(payload.get("text"), dict) else None

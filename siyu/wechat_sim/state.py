@@ -36,6 +36,7 @@ class IssuedToken:
     host: str
     expires_at: float
     revoked: bool = False
+    secret: str = ""  # WeCom: which of the corp's secrets fetched it ("contact", "app", "kf" …)
 
 
 @dataclass
@@ -95,15 +96,17 @@ class SimState:
         self.apps[app.appid] = app
         return app
 
-    def token_issue(self, appid: str, host: str, lifetime: int = TOKEN_LIFETIME) -> tuple[str, int]:
+    def token_issue(self, appid: str, host: str, lifetime: int = TOKEN_LIFETIME, *,
+                    secret: str = "") -> tuple[str, int]:
         """A new token. As at WeChat, the app's previous tokens stay valid only ``TOKEN_GRACE`` seconds more,
-        which is why callers must share one token instead of each fetching their own."""
+        which is why callers must share one token instead of each fetching their own. A WeCom corp's secrets
+        (``secret`` names which) each have their own tokens, as at WeCom."""
         now = time.time()
         for issued in self.tokens.values():
-            if issued.appid == appid and issued.host == host:
+            if issued.appid == appid and issued.host == host and issued.secret == secret:
                 issued.expires_at = min(issued.expires_at, now + TOKEN_GRACE)
         token = secrets.token_urlsafe(48)
-        self.tokens[token] = IssuedToken(appid, host, now + lifetime)
+        self.tokens[token] = IssuedToken(appid, host, now + lifetime, secret=secret)
         return token, lifetime
 
     def tokens_expire(self, appid: str | None = None) -> int:

@@ -32,11 +32,29 @@ def work_token(sim: Simulator, request: SimRequest) -> SimResponse:
         if app is None or app.kind != "work":
             raise SimError(40013, "invalid corpid")
         secret = request.arg("corpsecret") or ""
-        secrets = {app.secret, *app.extra.get("secrets", {}).values()} - {""}
-        if secret not in secrets:
+        name = work_secret_name(app, secret)
+        if name is None:
             raise SimError(40001, "invalid secret")
-        token, lifetime = sim.state.token_issue(app.appid, WORK_HOST)
+        token, lifetime = sim.state.token_issue(app.appid, WORK_HOST, secret=name)
     return SimResponse.json({"errcode": 0, "errmsg": "ok", "access_token": token, "expires_in": lifetime})
+
+
+def work_secret_name(app: SimApp, secret: str) -> str | None:
+    """Which of a corp's secrets this is: a name of ``extra["secrets"]`` ({"contact", "app", "kf"} …), else
+    "contact" for the corp's main secret, else None (not one of the corp's)."""
+    if not secret:
+        return None
+    for name, value in (app.extra.get("secrets") or {}).items():
+        if value and value == secret:
+            return str(name)
+    return "contact" if secret == app.secret else None
+
+
+def token_secret(sim: Simulator, request: SimRequest) -> str:
+    """The name of the secret the call's (already checked) access token was fetched with."""
+    with sim.lock:
+        issued = sim.state.tokens.get(request.arg("access_token") or "")
+        return issued.secret if issued is not None else ""
 
 
 def require_token(sim: Simulator, request: SimRequest, *, kinds: set[str] | None = None) -> SimApp:

@@ -5,6 +5,12 @@ short-lived token; the messages are then pulled with ``kf/sync_msg`` from a curs
 ``kf/send_msg``. This module verifies the callback (same checks as every WeCom callback) and publishes
 ``KF_EVENT`` on commit; whoever answers (the service bot) keeps its own cursor and calls :func:`kf_sync`
 and :func:`kf_text_send`. It imports nothing above the WeChat layer.
+
+Credentials: WeCom's 微信客服 APIs take an access token fetched with the secret of the 微信客服 application
+(管理后台 → 应用管理 → 微信客服 → Secret), stored as the corp's ``kf_secret`` and cached as its own token
+(``kf``). Fallback when it is not set: the self-built app's secret (``app_secret``), which WeCom accepts only
+if that app was granted API access in the 微信客服 admin (「通过 API 管理微信客服账号」) — how corps set up
+before the separate secret existed keep working. Neither set: ``wechat_secret_missing`` (400).
 """
 
 from __future__ import annotations
@@ -46,6 +52,18 @@ def kf_callback(request, corpid: str):
     return work_reply(app, message)
 
 
+def kf_client(app: WeChatApp):
+    """The WeCom client 微信客服 calls go through: the 微信客服 secret's token, else the self-built app's."""
+    secrets = app.secrets() if app.kind == AppKind.WORK else {}
+    if secrets.get("kf_secret"):
+        return work_client(app, secret="kf")
+    if secrets.get("app_secret"):
+        return work_client(app, secret="app")
+    raise SiyuError("wechat_secret_missing", "企业微信未配置微信客服 Secret（或获授权的自建应用 Secret）",
+                    "The WeCom 微信客服 secret (or an authorised self-built app's secret) is not set", status=400,
+                    details={"secret": "kf"})
+
+
 def kf_sync(app: WeChatApp, *, cursor: str = "", token: str = "", open_kfid: str = "",
             limit: int = SYNC_LIMIT) -> dict[str, Any]:
     """One page of new messages after ``cursor``: ``{"next_cursor", "has_more", "msg_list"}``."""
@@ -54,7 +72,7 @@ def kf_sync(app: WeChatApp, *, cursor: str = "", token: str = "", open_kfid: str
         body["token"] = token
     if open_kfid:
         body["open_kfid"] = open_kfid
-    client = work_client(app, secret="app")
+    client = kf_client(app)
     answer = wechat_call(app, "kf.sync_msg", client.post, "kf/sync_msg", data=body) or {}
     return {"next_cursor": str(answer.get("next_cursor") or cursor), "has_more": bool(answer.get("has_more")),
             "msg_list": list(answer.get("msg_list") or [])}
@@ -69,7 +87,7 @@ def kf_text_send(app: WeChatApp, *, open_kfid: str, external_userid: str, text: 
                             "text": {"content": text}}
     if msgid:
         body["msgid"] = msgid[:32]
-    client = work_client(app, secret="app")
+    client = kf_client(app)
     try:
         answer = wechat_call(app, "kf.send_msg", client.post, "kf/send_msg", data=body) or {}
     except WeChatApiError as error:
