@@ -20,6 +20,7 @@ import logging
 from datetime import datetime, timedelta
 
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from siyu.core.errors import SiyuError
@@ -165,7 +166,8 @@ def _call(message: JourneyMessage, now: datetime) -> str:
 
         openids = Identity.objects.filter(customer_id=message.customer_id, kind="openid", namespace=app.appid) \
             .values_list("value", flat=True)
-        follower = Follower.objects.filter(app=app, openid__in=list(openids), subscribed=True).first()
+        follower = (Follower.objects.filter(app=app, openid__in=list(openids), subscribed=True)
+                    .order_by(F("last_interaction_at").desc(nulls_last=True), "pk").first())  # as planned
         if follower is None:
             raise SiyuError("not_a_follower", "未关注公众号", "Not following the account", status=409)
         client = official_client(app)

@@ -14,6 +14,7 @@ import logging
 from datetime import datetime, timedelta
 
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from siyu.core.errors import SiyuError
@@ -21,6 +22,7 @@ from siyu.customers.models import ConsentPurpose, ConsentRecord, Customer, Custo
 from siyu.engagement.inbox.models import StaffTask, TaskLevel, TaskStatus
 from siyu.engagement.inbox.services import DEFAULT_SLA_MINUTES, task_create
 from siyu.engagement.journeys import definition as rules
+from siyu.engagement.journeys import reasons
 from siyu.engagement.journeys.models import (
     CAP_COUNTED,
     ContactLimiter,
@@ -108,7 +110,9 @@ def run_advance(*, run_id: int, now: datetime, versions: dict | None = None) -> 
     """Take one due run (skipping it if another worker holds it) and move it as far as it goes now."""
     versions = {} if versions is None else versions
     with transaction.atomic():
-        run = (JourneyRun.objects.select_for_update(skip_locked=True).select_related("journey", "customer")
+        # only the run row is locked (of self): locking its journey and customer too would serialise a journey's
+        # runs across workers and deadlock against the set-based planner's limiter and foreign-key locks
+        run = (JourneyRun.objects.select_for_update(skip_locked=True, of=("self",)).select_related("journey", "customer")
                .filter(pk=run_id, status=RunStatus.ACTIVE, next_at__lte=now).first())
         if run is None or run.journey.status != JourneyStatus.ACTIVE:
             return False
@@ -268,24 +272,29 @@ def marketing_refused(customer_id: int) -> bool:
 
 
 def _recipient_problem(run: JourneyRun, step: dict, now: datetime) -> str:
-    """Why WeChat would not accept this message for this customer ("" when it would)."""
+    """Why WeChat would not accept this message for this customer ("" when it would).
+
+    ``fanout`` asks the same questions for many runs at once in SQL; keep the two in step (same order, same
+    ``reasons`` texts — tests/engagement/journeys/test_fanout_agrees.py)."""
     from siyu.wechat.models import WeChatApp
 
     channel = step["channel"]
     app = WeChatApp.objects.filter(workspace_id=run.workspace_id, pk=int(step["app_id"]), is_active=True).first()
     if app is None:
-        return "账号不存在或已停用 / account missing or disabled"
-    if channel in ("official_template", "official_custom", "miniapp_subscribe"):
+        return reasons.NO_ACCOUNT
+    if channel in reasons.OPENID_CHANNELS:
         openids = list(Identity.objects.filter(customer_id=run.customer_id, kind="openid", namespace=app.appid)
                        .values_list("value", flat=True))
         if not openids:
-            return "客户没有该账号的 openid / no openid for this account"
-        if channel.startswith("official"):
+            return reasons.NO_OPENID
+        if channel in reasons.FOLLOWER_CHANNELS:
             from siyu.wechat.official.models import Follower
 
-            follower = Follower.objects.filter(app=app, openid__in=openids, subscribed=True).first()
+            # the follower who wrote last (a merged customer may hold two openids of one account)
+            follower = (Follower.objects.filter(app=app, openid__in=openids, subscribed=True)
+                        .order_by(F("last_interaction_at").desc(nulls_last=True), "pk").first())
             if follower is None:
-                return "未关注公众号（已取消关注视为退订）/ not following (unfollowed = unsubscribed)"
+                return reasons.NOT_FOLLOWING
             if channel == "official_custom":
                 from siyu.wechat.official.rules import custom_window_check
 
@@ -323,7 +332,7 @@ def _plan_message(run: JourneyRun, step: dict, now: datetime) -> tuple[str, str,
     day = local_day(due)
     status, error = (MessageStatus.DEFERRED if due > now else MessageStatus.PLANNED), ""
     if marketing_refused(run.customer_id):
-        status, error = MessageStatus.SUPPRESSED, "客户已退订营销消息 / unsubscribed from marketing"
+        status, error = MessageStatus.SUPPRESSED, reasons.REFUSED
     else:
         error = _recipient_problem(run, step, now)
         if error:
@@ -333,7 +342,7 @@ def _plan_message(run: JourneyRun, step: dict, now: datetime) -> tuple[str, str,
         counts = cap_counts(customer_id=run.customer_id, channel=channel, around=day)
         caps = caps_for(channel, settings_row.caps)
         if not cap_allows(day_count=counts.get(day, 0), week_counts=counts, day=day, caps=caps):
-            status, error = MessageStatus.CAPPED, f"超出频次上限 {caps['day']}/天 {caps['week']}/周 / over the cap"
+            status, error = MessageStatus.CAPPED, reasons.capped(caps)
     payload = {key: step.get(key) for key in ("app_id", "template_id", "data", "url", "text", "page") if key in step}
     message = JourneyMessage.objects.create(
         workspace_id=run.workspace_id, journey_id=run.journey_id, run=run, step_id=step["id"],
