@@ -4,7 +4,11 @@ on PostgreSQL, against the same query hand-written in DuckDB SQL over the same r
     .venv/bin/python bench/bench_segments.py [--database siyu_perf_sim] [--runs 5] [--write-results]
 
 1. Reads the database made by ``siyu simulate`` (default ``siyu_perf_sim``: 1M customers / 19.66M events)
-   in a READ ONLY session: nothing there is written, no index added.
+   in a READ ONLY session: nothing there is written. The schema's covering event index
+   ``event_type_time_cover`` (customers migration 0004) must exist there; a database simulated before that
+   migration gets it with
+   ``CREATE INDEX CONCURRENTLY event_type_time_cover ON customers_event (workspace_id, type, occurred_at, identity_id)``
+   (the bench says which event index the plan used).
 2. Times ``segment_queryset(...).count()`` — exactly what the live count and a refresh run — on PostgreSQL
    (one warm-up, then the median of ``--runs``), and records ``EXPLAIN (ANALYZE, BUFFERS)``.
 3. Copies the columns the query needs (customers: id, workspace, status, city; identities: id, customer;
@@ -37,7 +41,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from common import load, machine, now_utc, results_section_write  # noqa: E402
+from common import load, machine, now_utc  # noqa: E402
+from results_history import subsection_append  # noqa: E402
 
 CITIES = ["上海", "北京", "深圳", "杭州"]
 VIEW_DAYS = 30
@@ -199,6 +204,7 @@ def main() -> None:
     load_before = load()
     pg = pg_measure(args.runs)
     pg_median = statistics.median(pg["timings"])
+    covering = "used" if "event_type_time_cover" in pg["plan"] else "NOT used"
     print(f"PostgreSQL: {pg['count']} members of {pg['customers']:,} customers / ~{pg['events']:,} events; "
           f"median {pg_median:.3f}s of {[round(t, 3) for t in pg['timings']]}")
     print(pg["plan"])
@@ -227,7 +233,7 @@ def main() -> None:
         raise SystemExit("counts differ: the two queries do not mean the same thing")
     if args.write_results:
         body = f"""Command: `.venv/bin/python bench/bench_segments.py --database {args.database} --runs {args.runs} --write-results`
-({now_utc()}; {machine()}; {load_before}). The database from `siyu simulate` read in a READ ONLY session:
+({now_utc()}; {machine()}; {load_before} at the start, {load()} at the end). The database from `siyu simulate` read in a READ ONLY session:
 {pg['customers']:,} customers, ~{pg['events']:,} events; "now" = newest event + 1 s.
 
 Segment (3 conditions): city in {'/'.join(CITIES)} **and** `product_view` ≥ {VIEW_COUNT} times in the last
@@ -248,7 +254,8 @@ PostgreSQL plan (`EXPLAIN (ANALYZE, BUFFERS)`, last run):
 {pg['plan']}
 ```
 {indexed_plan(indexed)}"""
-        results_section_write("Segment evaluation (issue 5) — bench/bench_segments.py", body)
+        subsection_append("Segment evaluation (issue 5) — bench/bench_segments.py",
+                          f"{now_utc()} — {pg['customers']:,} customers, covering index {covering}", body)
         print("bench/RESULTS.md updated")
 
 
