@@ -239,7 +239,7 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     print(f"migrated in {time.perf_counter() - started:.0f} s", flush=True)
     workspace = Workspace.objects.filter(slug="bench").first()
-    load_seconds = None
+    load_seconds = earlier_load = None
     if workspace is None:
         workspace = workspace_create(slug="bench", name="Bench")
         started = time.perf_counter()
@@ -247,8 +247,14 @@ def main() -> None:
         load_seconds = time.perf_counter() - started
         print(f"loaded {args.customers:,} customers / {args.orders:,} orders / {args.events:,} events in "
               f"{load_seconds:.0f} s", flush=True)
+        with connection.cursor() as cursor:  # remembered for the runs that reuse the data
+            cursor.execute(f"COMMENT ON TABLE commerce_orders_order IS 'bench load seconds: {load_seconds:.0f}'")
     else:
-        print("reusing the loaded data", flush=True)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT obj_description('commerce_orders_order'::regclass, 'pg_class')")
+            comment = cursor.fetchone()[0] or ""
+        earlier_load = comment.removeprefix("bench load seconds: ") if comment.startswith("bench load") else None
+        print(f"reusing the loaded data (loaded in {earlier_load or '?'} s)", flush=True)
     if args.load_only:
         return
     with connection.cursor() as cursor:
@@ -298,6 +304,8 @@ def main() -> None:
 
     job = None
     if not args.skip_job:
+        with connection.cursor() as cursor:  # a first run every time, also on reused data (bench-only database)
+            cursor.execute("TRUNCATE engagement_rfm_layerchange, engagement_rfm_customerscore")
         job, job_wall, job_cpu, job_load = timed("full scoring job rfm_recompute",
                                                  lambda: rfm_recompute(workspace=workspace))
         print(job, flush=True)
@@ -307,7 +315,7 @@ def main() -> None:
 
     loaded = (f"loaded in {load_seconds:.0f} s (INSERT … SELECT generate_series, secondary indexes and "
               f"constraints dropped during the load and recreated after)" if load_seconds is not None
-              else "data of an earlier load reused (--reuse)")
+              else f"data of an earlier load reused (--reuse; that load took {earlier_load or '?'} s)")
     command = (f".venv/bin/python bench/bench_rfm.py --customers {args.customers} --orders {args.orders} "
                f"--events {args.events} --database {args.database}{' --reuse' if args.reuse else ''} --write-results")
     lines = [
