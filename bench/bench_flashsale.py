@@ -10,9 +10,13 @@ their simulated WeChat user has under the shop's AppID).
 
 Processes, as a deployment would have them (all on this machine):
 - this process: set-up, then the WeChat simulator (HTTP, threads), then the checks;
-- Siyu's web server: gunicorn (``--server-workers`` processes, gthread) receiving WeChat Pay's notifications;
+- Siyu's web server: gunicorn (``--server-workers`` processes, gthread) receiving WeChat Pay's notifications,
+  its workers warmed before the sale starts as a running server's are (URLconf imported, subscribers found:
+  ``bench/flash_gunicorn_hooks.py``);
 - Siyu's background worker: one Huey consumer (``siyu run_huey``, Redis queue of its own) running what the
-  payment path queues (loyalty earning, the customer timeline);
+  payment path queues (loyalty earning, the customer timeline, RFM, segments), at a lower CPU priority
+  (``--worker-nice``, default 19): during the burst the requests get the CPUs, the queue fills and drains
+  when they leave CPU time — the drain is timed and checked separately;
 - the buyers: ``--procs`` processes with ``--clients`` threads in all, each thread its own database
   connection (Siyu's services in-process, as a web worker runs them), taking buyers from their queue.
 
@@ -27,6 +31,12 @@ Baseline, same run, same server, same number of threads each with its own connec
 the same number of units and the single conditional ``UPDATE … SET stock = stock - 1 WHERE id = 1 AND
 stock > 0`` (autocommit, one statement = one transaction) until it updates nothing — the most decrements
 per second one hot row allows here. Ratio = paid orders/s ÷ hot-row updates/s.
+
+``--cpu`` reports the CPU time (user + system from /proc) per paid order of every process taking part —
+this process (the simulator), the buyers, gunicorn, the Huey consumer and the PostgreSQL backends of the
+bench database — during the purchases and during the drain, and the SQL statements per purchase phase
+(checkout, prepay in the buyers; the notification in gunicorn). The measuring costs a little CPU itself:
+leave it off for the rate.
 
 Checked at the end (the run fails otherwise): paid orders == committed flash units == initial stock −
 stock left == paid payment intents; no reservation still held; every order has its line and its
@@ -378,7 +388,7 @@ def buyer_process(index: int, env: dict, workspace_id: int, sale_id: int, buyers
 
 
 def run(clients: int, stock: int, database: str, procs: int, server_workers: int, server_threads: int,
-        profile: str = "", cpu: bool = False, worker_nice: int = 10) -> dict:
+        profile: str = "", cpu: bool = False, worker_nice: int = 19) -> dict:
     database_url = database_prepare(database)
     data_dir = os.environ.get("SIYU_DATA_DIR") or tempfile.mkdtemp(prefix="siyu-bench-flash-")
     redis_url = os.environ.get("SIYU_REDIS_URL") or os.environ.get("SIYU_TEST_REDIS_URL") or "redis://127.0.0.1:56379/0"
@@ -658,7 +668,7 @@ def main() -> None:
     parser.add_argument("--database", default=PG_DB, help="PostgreSQL database to (re)create")
     parser.add_argument("--profile", default="", help="write a cProfile of each buyer process to <path>.<n> "
                         "(checkout + prepay) and of each gunicorn worker's requests to <path>.gunicorn-<pid>")
-    parser.add_argument("--worker-nice", type=int, default=10, help="nice value of the Huey consumer (background "
+    parser.add_argument("--worker-nice", type=int, default=19, help="nice value of the Huey consumer (background "
                         "work yields the CPUs to the requests; 0 = same priority)")
     parser.add_argument("--cpu", action="store_true", help="report CPU ms per paid order of every process taking "
                         "part (incl. the PostgreSQL backends) and SQL statements per purchase phase")
@@ -683,7 +693,8 @@ def main() -> None:
     if args.write_results:
         command = (f"`.venv/bin/python bench/bench_flashsale.py --clients {args.clients} --stock {args.stock} "
                    f"--procs {args.procs} --server-workers {args.server_workers} --server-threads "
-                   f"{args.server_threads} --write-results`")
+                   f"{args.server_threads} --worker-nice {args.worker_nice} --database {args.database}"
+                   f"{' --cpu' if args.cpu else ''} --write-results`")
         body = (f"Command: {command}\nMachine: {machine()}. Load at the end of the purchases: {result['load']} "
                 f"(shared machine).\n\n{table}\n\n"
                 f"{result['buyers']:,} buyers (units + clients) split over {result['procs']} buyer processes with "
@@ -692,13 +703,16 @@ def main() -> None:
                 "prepay from the simulated WeChat Pay over HTTP + the simulated payment (HTTP) + the signed, "
                 f"encrypted notification delivered over HTTP to Siyu on gunicorn ({result['server']} gthread), "
                 "which marks the order paid; loyalty earning and the customer timeline are queued (Redis, one "
-                "Huey consumer with 2 threads running during the run) and were drained and checked after it "
+                f"Huey consumer with 2 threads at nice {args.worker_nice} running during the run) and were "
+                "drained and checked after it "
                 "(exactly one earning and growth entry per paid order). Baseline = the single conditional "
                 "`UPDATE … SET stock = stock - 1 WHERE id = 1 AND stock > 0` (autocommit) on a one-row table with "
                 "the same units, same number of threads each with its own connection (one process), same server, "
                 "right after. Checked: paid orders == committed flash units == initial stock − stock left == paid "
                 "payment intents, no held reservation, no order without its line and reservation, no unpaid "
                 "order, one order per customer.")
+        if args.cpu:
+            body += "\n\n```\n" + cpu_report(result) + "\n```"
         subsection_append(TITLE, f"{now_utc()} — {result['clients']} clients, {result['procs']} buyer processes",
                           body)
 
