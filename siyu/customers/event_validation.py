@@ -179,7 +179,7 @@ def validate_event(raw: Any, *, catalogue: dict[str, EventType], now: datetime,
         raise _reject("invalid_channel", "channel 必须是字符串", "channel must be a string", "channel")
     channel = _channel(channel_raw or utm["source"])
     # one scan of every text field (PostgreSQL cannot store NUL in text)
-    if "\x00" in "".join((channel, *utm.values(), *(part for key in keys for part in key))):
+    if "\x00" in channel or "\x00" in "".join(utm.values()) or "\x00" in "".join(map("".join, keys)):
         raise _reject("invalid_character", "字段不能包含 NUL 字符", "fields must not contain NUL characters")
     return {
         "event_id": event_id,

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import BigIntegerField, Case, Value, When
 from django.utils import timezone
@@ -196,24 +197,26 @@ def _customers_insert(workspace: Workspace, rows: list[tuple[Observation, dateti
                      last_seen_at=latest, **obs.profile)
             for obs, latest in rows])
         return [row.pk for row in created]
-    columns = {name: [obs.profile.get(name) for obs, _ in rows] for name in _NEW_CUSTOMER_PROFILE}
-    for name in ("name_hash", "phone_hash", "gender", "city"):
-        columns[name] = [value or "" for value in columns[name]]
-    for name in ("name_enc", "phone_enc"):
-        columns[name] = [bytes(value) if value is not None else None for value in columns[name]]
+    # One JSON document of rows (orjson writes datetimes as RFC 3339 in C): psycopg dumps list parameters
+    # element by element in Python, which cost ~8 µs per customer across nine arrays.
+    documents = []
+    for obs, latest in rows:
+        document = {"channel": obs.channel, "first_seen": obs.occurred_at, "last_seen": latest}
+        for name, value in obs.profile.items():
+            if value is not None and value != "":
+                document[name] = base64.b64encode(bytes(value)).decode() if name.endswith("_enc") else value
+        documents.append(document)
     with _pg_cursor() as cursor:
         cursor.execute(
             "INSERT INTO customers_customer (workspace_id, status, name_enc, name_hash, phone_enc, phone_hash, "
             "gender, city, first_channel, first_seen_at, last_seen_at, attributes, created_at) "
-            "SELECT %s, %s, v.name_enc, v.name_hash, v.phone_enc, v.phone_hash, v.gender, v.city, v.channel, "
-            "v.first_seen, v.last_seen, '{}'::jsonb, %s "
-            "FROM unnest(%s::bytea[], %s::text[], %s::bytea[], %s::text[], %s::text[], %s::text[], %s::text[], "
-            "%s::timestamptz[], %s::timestamptz[]) "
-            "AS v(name_enc, name_hash, phone_enc, phone_hash, gender, city, channel, first_seen, last_seen) "
+            "SELECT %s, %s, decode(v.name_enc, 'base64'), coalesce(v.name_hash, ''), decode(v.phone_enc, 'base64'), "
+            "coalesce(v.phone_hash, ''), coalesce(v.gender, ''), coalesce(v.city, ''), v.channel, v.first_seen, "
+            "v.last_seen, '{}'::jsonb, %s "
+            "FROM jsonb_to_recordset(%s::jsonb) AS v(name_enc text, name_hash text, phone_enc text, phone_hash text, "
+            "gender text, city text, channel text, first_seen timestamptz, last_seen timestamptz) "
             "RETURNING id",
-            [workspace.pk, CustomerStatus.ACTIVE, timezone.now(), columns["name_enc"], columns["name_hash"],
-             columns["phone_enc"], columns["phone_hash"], columns["gender"], columns["city"],
-             [obs.channel for obs, _ in rows], [obs.occurred_at for obs, _ in rows], [latest for _, latest in rows]],
+            [workspace.pk, CustomerStatus.ACTIVE, timezone.now(), orjson.dumps(documents).decode()],
         )
         ids = [row[0] for row in cursor.fetchall()]
     if len(ids) != len(rows):
@@ -235,14 +238,14 @@ def _identities_insert(workspace: Workspace,
             for key, customer_id, first, last in rows])
         return {(row.kind, row.namespace, row.value): row.pk for row in created}
     with _pg_cursor() as cursor:
+        # rows as one JSON document of arrays (see _customers_insert: no per-element dumping in Python)
         cursor.execute(
             "INSERT INTO customers_identity (workspace_id, customer_id, kind, namespace, value, first_seen_at, "
-            "last_seen_at) SELECT %s, v.customer_id, v.kind, v.namespace, v.value, v.first_seen, v.last_seen "
-            "FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[]) "
-            "AS v(customer_id, kind, namespace, value, first_seen, last_seen) "
+            "last_seen_at) SELECT %s, (v.r->>0)::bigint, v.r->>1, v.r->>2, v.r->>3, (v.r->>4)::timestamptz, "
+            "(v.r->>5)::timestamptz FROM jsonb_array_elements(%s::jsonb) AS v(r) "
             "ON CONFLICT (workspace_id, kind, namespace, value) DO NOTHING RETURNING id, kind, namespace, value",
-            [workspace.pk, [row[1] for row in rows], [row[0][0] for row in rows], [row[0][1] for row in rows],
-             [row[0][2] for row in rows], [row[2] for row in rows], [row[3] for row in rows]],
+            [workspace.pk, orjson.dumps([(customer_id, *key, first, last) for key, customer_id, first, last in rows])
+             .decode()],
         )
         created = {(kind, namespace, value): pk for pk, kind, namespace, value in cursor.fetchall()}
     if len(created) != len(rows):
@@ -258,9 +261,10 @@ def identities_touch(seen: dict[int, datetime]) -> None:
     if connection.vendor == "postgresql":
         with _pg_cursor() as cursor:
             cursor.execute(
-                "UPDATE customers_identity AS i SET last_seen_at = v.t FROM unnest(%s::bigint[], "
-                "%s::timestamptz[]) AS v(id, t) WHERE i.id = v.id AND i.last_seen_at < v.t",
-                [[pk for pk, _ in ordered], [moment for _, moment in ordered]])
+                "UPDATE customers_identity AS i SET last_seen_at = v.t FROM (SELECT (r->>0)::bigint AS id, "
+                "(r->>1)::timestamptz AS t FROM jsonb_array_elements(%s::jsonb) AS r) AS v "
+                "WHERE i.id = v.id AND i.last_seen_at < v.t",
+                [orjson.dumps(ordered).decode()])
         return
     table = connection.ops.quote_name(Identity._meta.db_table)
     adapt = connection.ops.adapt_datetimefield_value

@@ -99,8 +99,15 @@ def _fold(identity_times: dict[int, datetime]) -> None:
 
     ids = sorted(identity_times)
     owners: dict[int, int] = {}
-    for start in range(0, len(ids), 5000):
-        owners.update(Identity.objects.filter(pk__in=ids[start:start + 5000]).values_list("pk", "customer_id"))
+    if connection.vendor == "postgresql" and ids:
+        # ids as one JSON document: the ORM's `pk IN (…)` builds one parameter per id in Python
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT id, customer_id FROM customers_identity WHERE id IN "
+                           "(SELECT jsonb_array_elements_text(%s::jsonb)::bigint)", [orjson.dumps(ids).decode()])
+            owners.update(cursor.fetchall())
+    else:
+        for start in range(0, len(ids), 5000):
+            owners.update(Identity.objects.filter(pk__in=ids[start:start + 5000]).values_list("pk", "customer_id"))
     customer_times: dict[int, datetime] = {}
     for pk, customer_id in owners.items():
         moment = identity_times[pk]
@@ -111,9 +118,9 @@ def _fold(identity_times: dict[int, datetime]) -> None:
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
                 cursor.execute(
-                    "UPDATE customers_customer AS c SET last_seen_at = v.t FROM unnest(%s::bigint[], "
-                    "%s::timestamptz[]) AS v(id, t) WHERE c.id = v.id AND c.last_seen_at < v.t",
-                    [[pk for pk, _ in ordered], [moment for _, moment in ordered]])
+                    "UPDATE customers_customer AS c SET last_seen_at = v.t FROM (SELECT (r->>0)::bigint AS id, "
+                    "(r->>1)::timestamptz AS t FROM jsonb_array_elements(%s::jsonb) AS r) AS v "
+                    "WHERE c.id = v.id AND c.last_seen_at < v.t", [orjson.dumps(ordered).decode()])
         else:
             for pk, moment in ordered:
                 Customer.objects.filter(pk=pk, last_seen_at__lt=moment).update(last_seen_at=moment)
