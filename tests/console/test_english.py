@@ -196,3 +196,94 @@ def test_operations_pages_with_data_in_english(english_admin, workspace):
     assert untranslated == {}
     segments = html.unescape(english_admin.get(reverse("console:segments")).content.decode())
     assert "New segment" in segments and "New buyers" in segments
+
+
+# --- Chinese punctuation in English chrome ------------------------------------------------------------------------
+# Full-width colon, brackets, comma, full stop … (CJK Symbols and Punctuation, Halfwidth and Fullwidth Forms).
+CJK_PUNCTUATION = re.compile(r"[\u3000-\u303f\uff01-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-\uff65]")
+HAN = re.compile(r"[\u3400-\u9fff]")
+TEXT_ATTRIBUTES = ("placeholder", "title", "aria-label", "alt")
+
+
+class Chrome(HTMLParser):
+    """Every text node and text attribute of the page except form values, code and scripts."""
+
+    def __init__(self):
+        super().__init__()
+        self.stack: list[tuple[str, bool]] = []
+        self.texts: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        values = dict(attrs)
+        if not any(skip for _tag, skip in self.stack):
+            self.texts.extend(str(values[name]) for name in TEXT_ATTRIBUTES if values.get(name))
+            if tag == "input" and values.get("type") in {"submit", "button"} and values.get("value"):
+                self.texts.append(str(values["value"]))
+        if tag in {"input", "br", "img", "meta", "link", "hr"}:
+            return
+        classes = (values.get("class") or "").split()
+        self.stack.append((tag, tag in SKIPPED or "lang-switch" in classes or "mono" in classes))
+
+    def handle_endtag(self, tag):
+        for index in range(len(self.stack) - 1, -1, -1):
+            if self.stack[index][0] == tag:
+                del self.stack[index:]
+                break
+
+    def handle_data(self, data):
+        if data.strip() and not any(skip for _tag, skip in self.stack):
+            self.texts.append(data.strip())
+
+
+def chinese_punctuation_in_english(body: str) -> list[str]:
+    """Texts of an English page with Chinese punctuation and no Chinese characters: a translated string with a
+    Chinese colon or bracket left in the template or the msgstr (a text with Chinese in it is data, or is caught
+    as untranslated by the checks above)."""
+    parser = Chrome()
+    parser.feed(body)
+    return [text for text in parser.texts if CJK_PUNCTUATION.search(text) and not HAN.search(text)]
+
+
+def console_urls() -> list[str]:
+    return [item.url for group in NAVIGATION for item in group.items if item.built]
+
+
+def test_no_chinese_punctuation_in_english_console_pages(english_admin, connected, workspace):
+    """Every built console page (and the operations layer's detail pages), rendered in English with accounts
+    connected and some data: no Chinese colon, bracket or comma left in the page's own text."""
+    from siyu.engagement.communities.services import community_create
+    from siyu.engagement.journeys.models import Journey
+    from siyu.engagement.segments.models import Segment
+    from tests.engagement.inbox import factories as inbox_factories
+
+    segment = Segment.objects.create(workspace=workspace, name="New buyers", definition={})
+    assert english_admin.post(reverse("console:journeys"), {"name": "Welcome"}).status_code == 302
+    journey = Journey.objects.get(workspace=workspace, name="Welcome")
+    community = community_create(workspace=workspace, name="VIP club", type="vip")
+    customer = inbox_factories.customer(workspace)
+    task = inbox_factories.task(workspace, "t-2", customer_id=customer.pk, title="Call back")
+    urls = [
+        *console_urls(), reverse("console:segment_new"), reverse("console:segment_detail", args=[segment.pk]),
+        reverse("console:segment_edit", args=[segment.pk]), reverse("console:journey_edit", args=[journey.pk]),
+        reverse("console:journey_report", args=[journey.pk]),
+        reverse("console:community_detail", args=[community.pk]), reverse("console:community_rhythm"),
+        reverse("console:community_koc"), reverse("console:inbox_task", args=[task.pk]),
+        reverse("console:wechat_app_edit", args=[connected["official"].pk]),
+        *(reverse("console:wechat_app_create", args=[kind]) for kind in ("official", "miniapp", "work", "pay"))]
+    found = {}
+    for url in urls:
+        response = english_admin.get(url)
+        assert response.status_code == 200, url
+        body = html.unescape(response.content.decode())
+        assert '<html lang="en">' in body, url
+        left = chinese_punctuation_in_english(body)
+        if left:
+            found[url] = left
+    assert found == {}, "\n".join(f"{url}: {texts}" for url, texts in found.items())
+
+
+def test_the_punctuation_check_finds_a_leak():
+    assert chinese_punctuation_in_english("<main><h1>Name：</h1><p>（optional）</p><td>小红书，笔记</td></main>") == [
+        "Name：", "（optional）"]
+    assert chinese_punctuation_in_english('<input placeholder="e.g. 【VIP】"><textarea>Note：x</textarea>') == [
+        "e.g. 【VIP】"]

@@ -51,7 +51,7 @@ FIELDS: dict[str, tuple[Field, ...]] = {
         Field("contact_secret", gettext_lazy("客户联系 Secret")),
         Field("app_secret", gettext_lazy("自建应用 Secret")),
         Field("kf_secret", gettext_lazy("微信客服 Secret"),
-              help=gettext_lazy("「微信客服」应用的 Secret，用于收发客服消息；不填则使用自建应用 Secret "
+              help=gettext_lazy("「微信客服」应用的 Secret，用于收发客服消息；不填则使用自建应用 Secret"
                                 "（该应用须在微信客服后台获授权调用接口）")),
         Field("agent_id", gettext_lazy("自建应用 AgentId"), widget="text", secret=False),
         Field("token", gettext_lazy("回调 Token")),
