@@ -100,8 +100,13 @@ def warmed_application():
     from django.utils import translation
     from django.utils.module_loading import autodiscover_modules
 
+    from siyu.core.crypto import normalize_phone, phone_hash
+
     application = get_wsgi_application()
     get_resolver().url_patterns  # noqa: B018 (imports the URLconf and every view module)
+    # The data key (phone hashes) is created on first use under the data directory; created here, once,
+    # rather than by several workers at the same moment (siyu.core.keys.load_or_create_secret races then).
+    phone_hash(normalize_phone("13800000000"))
     autodiscover_modules("tasks")
     for language in ("zh-hans", "en"):
         with translation.override(language):
