@@ -180,3 +180,22 @@ def test_concurrent_order_changes_refreshes_and_a_rebuild_end_right(workspace):
     assert run_together(len(pending) + 1, work) == []
     assert stored(workspace.pk) == scratch(workspace.pk)
     assert stored(workspace.pk)[customer.pk][2:] == (6, 5 + 2100, 105)
+
+
+@pytest.mark.django_db
+def test_a_published_order_event_refreshes_the_rollup_through_the_background_delivery(
+        workspace, django_capture_on_commit_callbacks):
+    customer = f.customer(workspace, first_seen_at=START)
+    order = f.order(workspace, customer, paid_at=START, paid_fen=1200)
+    with django_capture_on_commit_callbacks(execute=True):
+        domain_events.publish(ORDER_PAID, workspace_id=workspace.pk, order_id=order.pk, number=order.number,
+                              customer_id=customer.pk, total_fen=1200, paid_fen=1200, transaction_id="T1",
+                              paid_at=START.isoformat())
+    assert stored(workspace.pk) == scratch(workspace.pk) == {
+        customer.pk: ((START.date() - EPOCH).days, (START.date() - EPOCH).days, 1, 1200, 1200)}
+    Order.objects.filter(pk=order.pk).update(refunded_fen=1200, payment_status="refunded")
+    with django_capture_on_commit_callbacks(execute=True):
+        domain_events.publish(ORDER_REFUNDED, workspace_id=workspace.pk, order_id=order.pk, number=order.number,
+                              customer_id=customer.pk, amount_fen=1200, refunded_fen=1200, payment_status="refunded",
+                              out_refund_no="R1", automatic=False)
+    assert stored(workspace.pk) == {}
