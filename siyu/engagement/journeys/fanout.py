@@ -148,6 +148,7 @@ def fanout_chunk(*, journey_id: int, version: int, step_id: str, now: datetime, 
     error_params = [text[:255] for _sql, text in cases]
     counted = list(CAP_COUNTED)
     with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL jit = off")  # big row estimates switch JIT on; compiling costs more than it saves
         cursor.execute("DROP TABLE IF EXISTS jr_due, jr_plan")
         cursor.execute("CREATE TEMP TABLE jr_due (run_id bigint PRIMARY KEY, customer_id bigint) ON COMMIT DROP")
         cursor.execute(
@@ -167,8 +168,11 @@ def fanout_chunk(*, journey_id: int, version: int, step_id: str, now: datetime, 
         # in customer order, like the locks below: two planners inserting the same new rows never wait in a cycle
         cursor.execute(f"INSERT INTO {limiter} (customer_id, channel) SELECT DISTINCT customer_id, %s FROM jr_due "
                        f"ORDER BY customer_id ON CONFLICT DO NOTHING", [channel])
-        cursor.execute(f"SELECT 1 FROM {limiter} WHERE channel = %s AND customer_id IN (SELECT customer_id FROM jr_due) "
-                       f"ORDER BY customer_id FOR UPDATE", [channel])
+        # one unique-index probe per customer, in customer order: independent of the limiter table's statistics
+        # (a planner that believed the table tiny after a bulk entry chose a nested-loop scan of it per customer)
+        cursor.execute(f"SELECT 1 FROM (SELECT DISTINCT customer_id FROM jr_due ORDER BY customer_id) d "
+                       f"CROSS JOIN LATERAL (SELECT 1 FROM {limiter} l WHERE l.customer_id = d.customer_id "
+                       f"AND l.channel = %s FOR UPDATE) locked", [channel])
         cursor.execute(
             f"""CREATE TEMP TABLE jr_plan ON COMMIT DROP AS
             WITH p AS (SELECT run_id, customer_id, ROW_NUMBER() OVER (PARTITION BY customer_id ORDER BY run_id) AS rn
