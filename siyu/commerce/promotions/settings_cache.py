@@ -29,10 +29,8 @@ from siyu.commerce.promotions.models import (
     ShippingSettings,
 )
 from siyu.loyalty.models import CustomerTier, TierLevel
-from siyu.loyalty.tier_rules import DEFAULT_TIERS, Tier, tiers_merge
-
-TIER_FIELDS = ("code", "growth_threshold", "spend_threshold_fen", "discount_percent", "free_shipping",
-               "priority_service", "exclusive_items")
+from siyu.loyalty.tier_rules import DEFAULT_TIERS, Tier
+from siyu.loyalty.tiers import tier_levels
 
 
 @dataclass(frozen=True)
@@ -102,7 +100,6 @@ def _settings(workspace, token: str) -> PricingSettings:
     cached = _cache.get(workspace.id)
     if cached is not None and cached.token == token:
         return cached
-    overrides = {row["code"]: row for row in TierLevel.objects.filter(workspace_id=workspace.id).values(*TIER_FIELDS)}
     fresh = PricingSettings(
         token=token,
         limited=tuple(LimitedTimeDiscount.objects.filter(workspace=workspace, status=PromotionStatus.ACTIVE)
@@ -110,7 +107,7 @@ def _settings(workspace, token: str) -> PricingSettings:
         rules=tuple(FullReductionRule.objects.filter(workspace=workspace, status=PromotionStatus.ACTIVE)
                     .order_by("-id")),
         shipping=ShippingSettings.objects.filter(workspace=workspace).first() or ShippingSettings(workspace=workspace),
-        tiers=tiers_merge(overrides),
+        tiers=tier_levels(workspace=workspace.id),
     )
     with _lock:
         _cache[workspace.id] = fresh
