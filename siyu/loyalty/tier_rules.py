@@ -89,3 +89,21 @@ def tier_for_value(tiers: Sequence[Tier], *, basis: str, growth: int, spend_fen:
         if value >= tier.threshold(basis):
             best = tier
     return best
+
+
+@dataclass(frozen=True)
+class NextTier:
+    tier: Tier
+    threshold: int  # on the basis (growth value, or fen of spend)
+    gap: int  # how much is still missing, same unit
+    percent: int  # progress from the current tier's threshold to the next one's, 0–100
+
+
+def next_tier(tiers: Sequence[Tier], *, current: Tier, basis: str, value: int) -> NextTier | None:
+    """The tier above ``current`` and the progress of ``value`` towards it (None at the top tier)."""
+    following = next((tier for tier in tiers if tier.rank > current.rank), None)
+    if following is None:
+        return None
+    low, high = current.threshold(basis), following.threshold(basis)
+    return NextTier(tier=following, threshold=high, gap=max(0, high - value),
+                    percent=max(0, min(100, (value - low) * 100 // max(1, high - low))))

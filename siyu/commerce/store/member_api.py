@@ -27,6 +27,7 @@ from siyu.loyalty.lottery import lottery_odds, lottery_prizes
 from siyu.loyalty.missions import mission_claim, tasks_for_customer
 from siyu.loyalty.models import LotteryDraw, PointsTransaction, Reason, RewardKind, TransactionKind
 from siyu.loyalty.points import points_balance
+from siyu.loyalty.tier_rules import next_tier
 from siyu.loyalty.tiers import growth_of, tier_basis, tier_levels, tier_of
 
 router = Router(tags=["mini-program · 会员 member"])  # auth: the mini-program router's (mounted under it)
@@ -296,13 +297,9 @@ def overview(request):
     current = tier_of(customer=customer)
     basis, window = tier_basis(workspace=workspace)
     growth, spend_fen = growth_of(customer=customer)
-    value = spend_fen if basis == "spend" else growth
-    higher = [tier for tier in tiers if tier.rank > current.rank]
-    following = None
-    if higher:
-        low, high = current.threshold(basis), higher[0].threshold(basis)
-        following = {"tier": _tier_out(higher[0]), "threshold": high, "gap": max(0, high - value),
-                     "percent": max(0, min(100, (value - low) * 100 // max(1, high - low)))}
+    step = next_tier(tiers, current=current, basis=basis, value=spend_fen if basis == "spend" else growth)
+    following = None if step is None else {"tier": _tier_out(step.tier), "threshold": step.threshold,
+                                           "gap": step.gap, "percent": step.percent}
     return {"points_balance": points_balance(customer=customer), "tier": _tier_out(current), "basis": basis,
             "window_days": window, "growth_value": growth, "spend_fen": spend_fen, "next_tier": following,
             "checked_in_today": checkin_today(customer=customer) is not None,

@@ -27,6 +27,7 @@ from siyu.loyalty.lottery import lottery_odds, lottery_prizes
 from siyu.loyalty.missions import mission_claim, tasks_for_customer
 from siyu.loyalty.models import LotteryDraw, PointsTransaction, RewardKind
 from siyu.loyalty.points import points_balance
+from siyu.loyalty.tier_rules import next_tier
 from siyu.loyalty.tiers import growth_of, tier_basis, tier_levels, tier_of
 
 
@@ -64,16 +65,11 @@ def member_home(request, shopper):
     current = tier_of(customer=customer)
     basis, window = tier_basis(workspace=workspace)
     growth, spend_fen = growth_of(customer=customer)
-    value = spend_fen if basis == "spend" else growth
-    higher = [tier for tier in tiers if tier.rank > current.rank]
-    following = higher[0] if higher else None
+    step = next_tier(tiers, current=current, basis=basis, value=spend_fen if basis == "spend" else growth)
     progress = None
-    if following is not None:
-        low, high = current.threshold(basis), following.threshold(basis)
-        done = max(0, min(100, (value - low) * 100 // max(1, high - low)))
-        gap = max(0, high - value)
-        progress = {"tier": following, "name": following.name_en if english else following.name_zh,
-                    "percent": done, "gap": f"{gap / 100:.2f}" if basis == "spend" else gap}
+    if step is not None:
+        progress = {"tier": step.tier, "name": step.tier.name_en if english else step.tier.name_zh,
+                    "percent": step.percent, "gap": f"{step.gap / 100:.2f}" if basis == "spend" else step.gap}
     history = list(PointsTransaction.objects.filter(workspace=workspace, customer=customer).order_by("-pk")[:20])
     rules = member_rules(workspace=workspace)
     return render(request, "store/member/home.html", _context(
