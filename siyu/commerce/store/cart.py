@@ -32,7 +32,11 @@ def sku_for_sale(*, workspace: Workspace, sku_id, lock: bool = False) -> Sku:
     rows = Sku.objects.select_related("product")
     if lock:
         rows = rows.select_for_update()
-    sku = rows.filter(pk=sku_id, workspace=workspace).first()
+    return _for_sale(rows.filter(pk=sku_id, workspace=workspace).first())
+
+
+def _for_sale(sku: Sku | None) -> Sku:
+    """The SKU read for a purchase, refused when missing (404) or not on sale (409)."""
     if sku is None:
         raise SiyuError("sku_not_found", "商品规格不存在", "This SKU does not exist", status=404)
     if sku.product.status != ON_SHELF or not sku.active:
@@ -47,12 +51,7 @@ def skus_for_sale(*, workspace: Workspace, sku_ids) -> dict[int, Sku]:
     ids = [parse_id(sku_id, what_zh="商品规格", what_en="SKU") for sku_id in sku_ids]
     rows = {sku.pk: sku for sku in Sku.objects.select_related("product").filter(workspace=workspace, pk__in=ids)}
     for sku_id in ids:
-        sku = rows.get(sku_id)
-        if sku is None:
-            raise SiyuError("sku_not_found", "商品规格不存在", "This SKU does not exist", status=404)
-        if sku.product.status != ON_SHELF or not sku.active:
-            raise SiyuError("product_off_shelf", f"「{sku.product.title}」已下架",
-                            f"“{sku.product.title}” is no longer on sale", status=409, details={"sku_id": sku.pk})
+        _for_sale(rows.get(sku_id))
     return rows
 
 
