@@ -41,32 +41,28 @@ def actor_fields(actor: Any) -> dict[str, Any]:
     return {"actor": None, "actor_label": str(actor or "system")[:32]}
 
 
-def move(order: Order, field: str, target: str, *, actor: Any = None, reason: str = "") -> None:
-    """Move one status field of a LOCKED order and record it. The caller saves the order."""
+def _step(order: Order, field: str, target: str, *, actor: Any, reason: str) -> OrderHistory:
+    """Check and apply one status move of a LOCKED order; return its (unsaved) history row."""
     current = getattr(order, field)
     try:
         domain.transition_check(field, current, target)
     except domain.TransitionRefused:
         raise refused(field, current, target) from None
     setattr(order, field, target)
-    OrderHistory.objects.create(order=order, field=field, from_value=current, to_value=target,
-                                reason=(reason or "")[:200], **actor_fields(actor))
+    return OrderHistory(order=order, field=field, from_value=current, to_value=target,
+                        reason=(reason or "")[:200], **actor_fields(actor))
+
+
+def move(order: Order, field: str, target: str, *, actor: Any = None, reason: str = "") -> None:
+    """Move one status field of a LOCKED order and record it. The caller saves the order."""
+    _step(order, field, target, actor=actor, reason=reason).save(force_insert=True)
 
 
 def moves(order: Order, steps: list[tuple[str, str, str]], *, actor: Any = None) -> None:
     """Several ``move``s of a LOCKED order at once — (field, target, reason) each, checked in order — with
     their history rows written in one INSERT. The caller saves the order."""
-    rows = []
-    for field, target, reason in steps:
-        current = getattr(order, field)
-        try:
-            domain.transition_check(field, current, target)
-        except domain.TransitionRefused:
-            raise refused(field, current, target) from None
-        setattr(order, field, target)
-        rows.append(OrderHistory(order=order, field=field, from_value=current, to_value=target,
-                                 reason=(reason or "")[:200], **actor_fields(actor)))
-    OrderHistory.objects.bulk_create(rows)
+    OrderHistory.objects.bulk_create([_step(order, field, target, actor=actor, reason=reason)
+                                      for field, target, reason in steps])
 
 
 def note(order: Order, reason: str, *, actor: Any = None) -> None:
