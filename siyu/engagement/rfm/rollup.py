@@ -50,22 +50,29 @@ def _ids(ids: Iterable[int]) -> str:
     return ", ".join(str(int(pk)) for pk in ids)
 
 
-def _fresh_sql(where: str) -> str:
-    """Rollup rows computed from the orders matching ``where`` (alias o): buying days, then customers. The
-    first day's amount without a second pass: MIN(day · 2^40 + fen) is the first day's pair. Sums are cast
-    back to bigint (PostgreSQL's SUM(bigint) is numeric, slow to aggregate again)."""
+def purchase_days_sql(where: str) -> str:
+    """Buying days of the orders matching ``where`` (alias o): one row per (customer, workspace, day) with the
+    day's amount as bigint — the one definition of a purchase, shared by the rollup and ``rfm_summary_from_orders``
+    (PostgreSQL's SUM(bigint) is numeric, slow to aggregate again)."""
     orders = Order._meta.db_table
     statuses = ", ".join(f"'{status}'" for status in PURCHASE_STATUSES)
     return f"""
+        SELECT o.customer_id AS customer_id, o.workspace_id AS workspace_id, {day_sql("o.paid_at")} AS day,
+            CAST(SUM(o.paid_fen - o.refunded_fen) AS bigint) AS fen
+        FROM {orders} o
+        WHERE o.paid_at IS NOT NULL AND o.payment_status IN ({statuses}) AND {where}
+        GROUP BY o.customer_id, o.workspace_id, {day_sql("o.paid_at")}
+    """
+
+
+def _fresh_sql(where: str) -> str:
+    """Rollup rows computed from the orders matching ``where`` (alias o): buying days, then customers. The
+    first day's amount without a second pass: MIN(day · 2^40 + fen) is the first day's pair. Sums are cast
+    back to bigint."""
+    return f"""
         SELECT customer_id, workspace_id, MIN(day) AS first_day, MAX(day) AS last_day, COUNT(*) AS days,
             CAST(SUM(fen) AS bigint) AS total_fen, MIN(day * {PACK} + fen) % {PACK} AS first_day_fen
-        FROM (
-            SELECT o.customer_id AS customer_id, o.workspace_id AS workspace_id, {day_sql("o.paid_at")} AS day,
-                CAST(SUM(o.paid_fen - o.refunded_fen) AS bigint) AS fen
-            FROM {orders} o
-            WHERE o.paid_at IS NOT NULL AND o.payment_status IN ({statuses}) AND {where}
-            GROUP BY o.customer_id, o.workspace_id, {day_sql("o.paid_at")}
-        ) AS days
+        FROM ({purchase_days_sql(where)}) AS days
         GROUP BY customer_id, workspace_id
     """
 

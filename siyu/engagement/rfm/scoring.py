@@ -32,7 +32,7 @@ from siyu.customers.event_catalogue import BUILTIN
 from siyu.customers.models import Customer, Event, Identity
 from siyu.engagement.rfm.models import CustomerScore, LayerChange, PurchaseRollup
 from siyu.engagement.rfm.presets import PRESETS, case_sql
-from siyu.engagement.rfm.rollup import day_sql
+from siyu.engagement.rfm.rollup import PACK, PURCHASE_STATUSES, purchase_days_sql
 
 PURCHASE_EVENT_TYPES = frozenset({"order_placed", "order_paid", "order_refunded", "payment_succeeded"})
 VIEW_EVENT_TYPES = frozenset({"page_view", "product_view"})
@@ -40,10 +40,8 @@ INTERACTION_TYPES = tuple(sorted(t.name for t in BUILTIN if t.interaction
                                  and t.name not in PURCHASE_EVENT_TYPES | VIEW_EVENT_TYPES))
 PRODUCT_VIEW = "product_view"
 ACTIVITY_TYPES = tuple(sorted({*INTERACTION_TYPES, *VIEW_EVENT_TYPES}))
-PURCHASE_STATUSES = ("paid", "partially_refunded")
 
 DAY_MS = 86_400_000
-PACK = 1 << 40
 
 
 def _postgres() -> bool:
@@ -271,24 +269,16 @@ def rfm_summary_from_orders(*, workspace_id: int, observation_end: date | dateti
     """
     end_day = _shanghai_day(observation_end)
     end_exclusive = datetime.combine(end_day + timedelta(days=1), time.min, tzinfo=SHANGHAI)
-    orders = Order._meta.db_table
     customer_filter = ""
     if customer_ids is not None:
         customer_filter = f"AND o.customer_id IN ({_ids(customer_ids) or 'NULL'})"
-    day = day_sql("o.paid_at")  # days since 1970-01-01 in Asia/Shanghai
     real = "float8" if _postgres() else "REAL"
     # The first day's amount without a second pass: MIN(day · 2^40 + fen) is the first day's pair
     # (a customer-day's amount stays below 2^40 fen).
     sql = f"""
         SELECT customer_id, COUNT(*) - 1, MAX(day) - MIN(day), %(end_day)s - MIN(day),
             COALESCE(CAST(SUM(fen) - MIN(day * {PACK} + fen) %% {PACK} AS {real}) / NULLIF(COUNT(*) - 1, 0), 0)
-        FROM (
-            SELECT o.customer_id AS customer_id, {day} AS day, SUM(o.paid_fen - o.refunded_fen) AS fen
-            FROM {orders} o
-            WHERE o.workspace_id = %(ws)s AND o.paid_at IS NOT NULL AND o.paid_at < %(end)s
-                AND o.payment_status IN ({_in_list(PURCHASE_STATUSES)}) {customer_filter}
-            GROUP BY o.customer_id, {day}
-        ) AS days
+        FROM ({purchase_days_sql(f"o.workspace_id = %(ws)s AND o.paid_at < %(end)s {customer_filter}")}) AS days
         GROUP BY customer_id
     """
     params = {"ws": workspace_id, "end": _param(end_exclusive), "end_day": (end_day - date(1970, 1, 1)).days}
