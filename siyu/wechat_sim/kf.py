@@ -70,6 +70,13 @@ class KfState:
     def corp(self, corpid: str) -> KfCorp:
         return self.corps.setdefault(corpid, KfCorp())
 
+    def account_corp(self, corpid: str, open_kfid: Any) -> KfCorp:
+        """The corp, provided ``open_kfid`` is one of its 客服账号 (else WeCom's 95000)."""
+        corp = self.corp(corpid)
+        if open_kfid not in corp.accounts:
+            raise SimError(95000, "invalid open_kfid")
+        return corp
+
 
 def kf_state(sim: Simulator) -> KfState:
     return sim.state.area("kf", KfState)
@@ -88,9 +95,7 @@ def customer_says(sim: Simulator, corpid: str, open_kfid: str, external_userid: 
     now = time.time()
     with sim.lock:
         state = kf_state(sim)
-        corp = state.corp(corpid)
-        if open_kfid not in corp.accounts:
-            raise SimError(95000, "invalid open_kfid")
+        corp = state.account_corp(corpid, open_kfid)
         seq = next(state.seq)
         corp.messages.append(KfMessage(seq, f"kfmsg{seq:08d}{secrets.token_hex(4)}", open_kfid, external_userid,
                                        int(now), ORIGIN_CUSTOMER, "text", text))
@@ -187,9 +192,7 @@ def send_msg(sim: Simulator, request: SimRequest) -> SimResponse:
     now = time.time()
     with sim.lock:
         state = kf_state(sim)
-        corp = state.corp(corpid)
-        if open_kfid not in corp.accounts:
-            raise SimError(95000, "invalid open_kfid")
+        corp = state.account_corp(corpid, open_kfid)
         key = (open_kfid, touser)
         last = corp.last_in.get(key)
         if last is None or now - last > REPLY_WINDOW_SECONDS:

@@ -121,3 +121,12 @@ def test_the_console_form_has_the_kf_secret_field(clients):
     assert page.status_code == 200, page.status_code
     html = page.content.decode()
     assert 'name="kf_secret"' in html and "微信客服 Secret" in html
+
+
+def test_the_simulator_refuses_an_open_kfid_the_corp_does_not_have(wechat_sim, work_app):
+    with pytest.raises(SimError) as unknown:
+        sim_kf.customer_says(wechat_sim, work_app.appid, "wkNoSuchAccount", "wmKf3", "在吗")
+    assert unknown.value.errcode == 95000
+    with pytest.raises(SiyuError) as refused:
+        kf_text_send(work_app, open_kfid="wkNoSuchAccount", external_userid="wmKf3", text="在的")
+    assert refused.value.details["errcode"] == 95000
