@@ -339,17 +339,18 @@ def kf_messages_pull(*, app_id: int, token: str = "", open_kfid: str = "") -> in
         cursor = KfCursor.objects.select_for_update().get(app=app, open_kfid=open_kfid)
         for _page in range(KF_PAGES_MAX):
             page = kf.kf_sync(app, cursor=cursor.cursor, token=token, open_kfid=open_kfid)
-            for item in page["msg_list"]:
-                if item.get("origin") != 3 or item.get("msgtype") != "text":
-                    continue  # our own sends (origin 5), system events, non-text messages
+            # our own sends (origin 5), system events and non-text messages are not answered
+            texts = [item for item in page["msg_list"] if item.get("origin") == 3 and item.get("msgtype") == "text"]
+            peers = {str(item.get("external_userid") or "")[:64] for item in texts}
+            customers = dict(Identity.objects.filter(
+                workspace_id=app.workspace_id, kind=IdentityKind.EXTERNAL_USERID, namespace=app.appid,
+                value__in=peers).values_list("value", "customer_id")) if peers else {}
+            for item in texts:
                 external_userid = str(item.get("external_userid") or "")[:64]
-                identity = Identity.objects.filter(workspace_id=app.workspace_id, kind=IdentityKind.EXTERNAL_USERID,
-                                                   namespace=app.appid, value=external_userid).first()
                 answered = message_answer(
                     workspace_id=app.workspace_id, channel=Channel.WECOM_KF, app_id=app.pk, peer=external_userid,
                     account=open_kfid, text=str((item.get("text") or {}).get("content") or ""),
-                    external_id=f"{app.appid}:{item.get('msgid')}",
-                    customer_id=identity.customer_id if identity else None)
+                    external_id=f"{app.appid}:{item.get('msgid')}", customer_id=customers.get(external_userid))
                 fresh += answered is not None
             cursor.cursor = page["next_cursor"]
             if not page["has_more"]:

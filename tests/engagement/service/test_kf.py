@@ -76,3 +76,21 @@ def test_wecom_rules_refuse_with_a_code_and_staff_replies_go_out(wechat_sim, des
         staff_reply(conversation=conversation, user=None, text="第六条")
     assert sixth.value.code == "kf_send_refused"
     assert not conversation.messages.filter(text="第六条").exists()
+
+
+def test_a_known_external_user_is_linked_to_their_customer(wechat_sim, desk, workspace,
+                                                            django_capture_on_commit_callbacks):
+    from django.utils import timezone
+
+    from siyu.customers.models import Customer, Identity, IdentityKind
+
+    app, open_kfid = desk
+    now = timezone.now()
+    known = Customer.objects.create(workspace=workspace, first_seen_at=now, last_seen_at=now)
+    Identity.objects.create(workspace=workspace, customer=known, kind=IdentityKind.EXTERNAL_USERID,
+                            namespace=app.appid, value="wmKnown", first_seen_at=now, last_seen_at=now)
+    with django_capture_on_commit_callbacks(execute=True):
+        sim_kf.customer_says(wechat_sim, app.appid, open_kfid, "wmKnown", "下单后多久发货")
+        sim_kf.customer_says(wechat_sim, app.appid, open_kfid, "wmStranger", "下单后多久发货")
+    assert Conversation.objects.get(channel="wecom_kf", peer="wmKnown").customer_id == known.pk
+    assert Conversation.objects.get(channel="wecom_kf", peer="wmStranger").customer_id is None
