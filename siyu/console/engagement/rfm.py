@@ -153,8 +153,7 @@ def rfm_layer_customers(request):
     if layer is None:
         raise SiyuError("rfm_layer_unknown", "未知的分层", "Unknown layer", status=404)
     english = _english()
-    paginator = Paginator(selectors.layer_members(workspace=request.workspace, kind=kind, code=code)
-                          .select_related("customer"), 50)
+    paginator = Paginator(selectors.layer_members(workspace=request.workspace, kind=kind, code=code), 50)
     page_obj = paginator.get_page(request.GET.get("page", "1"))
     return page(request, "console/engagement/rfm/customers.html", {
         "kind": kind, "kind_name": preset.name_en if english else preset.name_zh,
